@@ -1,0 +1,53 @@
+# Two commands for a newcomer (see README):
+#   make run   set up everything and start the product on ./data (http://127.0.0.1:3100)
+#   make test  set up everything and run every test (Rust + Python)
+#
+# Rust builds use the `ci` profile (deps optimised, no LTO) and a target directory
+# outside the clone, so repeated clones on one machine reuse the build.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/lakehouse-target
+DEBIAN_PACKAGES := tesseract-ocr poppler-utils
+
+.PHONY: run test setup system-deps native rust-test py-test bench clean
+
+run: setup
+	$(VENV)/bin/lakehouse init
+	$(VENV)/bin/lakehouse demo-data --workers 10000
+	$(VENV)/bin/lakehouse serve
+
+test: setup rust-test py-test
+
+# The DB connector tests talk to real servers on 127.0.0.1 (see README).
+
+setup: system-deps native
+
+# Debian packages the tests need (real Tesseract OCR, pdftoppm), installed only when
+# missing; and the local PostgreSQL / MariaDB servers the connector tests stream from.
+system-deps:
+	@./.ci/system-deps $(DEBIAN_PACKAGES)
+	@./.ci/services
+
+$(VENV)/bin/maturin:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip "maturin>=1.7,<2"
+
+# Build the native module into the venv and install the Python dependencies declared
+# in pyproject.toml (with the `test` extra). Incremental: seconds when nothing changed.
+native: $(VENV)/bin/maturin
+	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --locked --profile ci --extras test,bench
+
+rust-test:
+	cargo test --locked --profile ci --workspace
+
+py-test:
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run --quick
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,31 @@
+//! `lakehouse._core`: the pyo3 bindings.
+//!
+//! This crate converts types and releases the GIL; it holds no logic. Each class
+//! wraps one crate: `Storage` (storaged), `Catalog` (catalogd), `Journal`
+//! (journald), `QueryEngine` (queryd), `AppendLog` (storaged), `DataDirLock`.
+
+mod catalog;
+mod convert;
+mod errors;
+mod journal;
+mod query;
+mod storage;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<storage::PyDataDirLock>()?;
+    m.add_class::<storage::PyStorage>()?;
+    m.add_class::<storage::PyAppendLog>()?;
+    m.add_class::<catalog::PyCatalog>()?;
+    m.add_class::<journal::PyJournal>()?;
+    m.add_class::<query::PyQueryEngine>()?;
+    m.add_function(wrap_pyfunction!(convert::fingerprint, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::storage_schema, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::schema_diff, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::table_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::pii_scan, m)?)?;
+    Ok(())
+}

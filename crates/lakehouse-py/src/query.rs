@@ -1,0 +1,61 @@
+//! Bindings for queryd: results come back as `pyarrow.Table` over the C data interface.
+
+use std::sync::Arc;
+
+use lakehouse_queryd::{HotCacheConfig, QueryEngine};
+use lakehouse_shared::time::parse_instant;
+use pyo3::prelude::*;
+
+use crate::convert::{block_on, table_to_py, to_py};
+use crate::errors::IntoPyResult;
+use crate::storage::PyStorage;
+
+#[pyclass(name = "QueryEngine", module = "lakehouse._core")]
+pub struct PyQueryEngine {
+    inner: Arc<QueryEngine>,
+}
+
+#[pymethods]
+impl PyQueryEngine {
+    #[new]
+    fn new(storage: &PyStorage, max_table_bytes: u64, budget_bytes: u64, min_hits: u32, target_partitions: usize) -> Self {
+        let cache = HotCacheConfig { max_table_bytes, budget_bytes, min_hits };
+        Self { inner: Arc::new(QueryEngine::new(storage.inner.clone(), cache, target_partitions)) }
+    }
+
+    fn sync(&self, py: Python<'_>, live: Vec<String>) -> PyResult<()> {
+        let engine = self.inner.clone();
+        block_on(py, async move { engine.sync(&live).await }).py()
+    }
+
+    fn refresh(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        let engine = self.inner.clone();
+        block_on(py, async move { engine.refresh(&name).await }).py()
+    }
+
+    fn deregister(&self, name: &str) -> PyResult<()> {
+        self.inner.deregister(name).py()
+    }
+
+    fn sql<'py>(&self, py: Python<'py>, sql: String) -> PyResult<Bound<'py, PyAny>> {
+        let engine = self.inner.clone();
+        let result = block_on(py, async move { engine.sql(&sql).await }).py()?;
+        table_to_py(py, result.schema, result.batches)
+    }
+
+    #[pyo3(signature = (sql, dataset, version=None, timestamp=None))]
+    fn sql_as_of<'py>(&self, py: Python<'py>, sql: String, dataset: String, version: Option<i64>, timestamp: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let at = timestamp.as_deref().map(parse_instant).transpose().py()?;
+        let engine = self.inner.clone();
+        let result = block_on(py, async move { engine.sql_as_of(&sql, &dataset, version, at).await }).py()?;
+        table_to_py(py, result.schema, result.batches)
+    }
+
+    fn last_rescue_used(&self) -> bool {
+        self.inner.last_rescue_used()
+    }
+
+    fn cache_stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.cache_stats())
+    }
+}

@@ -1,0 +1,211 @@
+//! SQL over the catalog: a DataFusion session in which every live dataset is a table.
+//!
+//! - Datasets are Delta tables read through delta-rs' table provider; after a write
+//!   the caller `refresh`es the dataset and the next query sees the new version.
+//! - [`guard`] keeps the surface read-only.
+//! - [`cache`] pins small, frequently read tables in memory, keyed by table version
+//!   so a write can never serve stale rows.
+//! - Time travel: `sql_as_of` runs a query with one dataset read at an older version
+//!   or point in time.
+
+pub mod cache;
+pub mod guard;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use lakehouse_shared::{LakehouseError, Result};
+use lakehouse_storaged::TableStore;
+use lakehouse_storaged::tables::OpenTable;
+
+pub use cache::{CacheStats, HotCacheConfig};
+
+/// One query's answer: schema plus batches (zero-copy into Python).
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rescue_used: bool,
+}
+
+#[derive(Clone)]
+struct Registered {
+    version: i64,
+    size_bytes: u64,
+    rescue_used: bool,
+    provider: Arc<dyn TableProvider>,
+}
+
+pub struct QueryEngine {
+    store: Arc<TableStore>,
+    ctx: SessionContext,
+    tables: Mutex<HashMap<String, Registered>>,
+    cache: cache::HotCache,
+    last_rescue_used: AtomicBool,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<TableStore>, cache: HotCacheConfig, target_partitions: usize) -> Self {
+        Self {
+            store,
+            ctx: new_context(target_partitions),
+            tables: Mutex::new(HashMap::new()),
+            cache: cache::HotCache::new(cache),
+            last_rescue_used: AtomicBool::new(false),
+        }
+    }
+
+    /// Make exactly `live` queryable: register new datasets, drop the others.
+    pub async fn sync(&self, live: &[String]) -> Result<()> {
+        let current: Vec<String> = self.tables.lock().expect("tables").keys().cloned().collect();
+        for name in current.iter().filter(|n| !live.contains(n)) {
+            self.deregister(name)?;
+        }
+        for name in live.iter().filter(|n| !current.contains(n)) {
+            self.refresh(name).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-read a dataset's latest version (after a write).
+    pub async fn refresh(&self, name: &str) -> Result<()> {
+        let open = self.store.latest(name).await?;
+        let registered = registered_from(&self.ctx, open).await?;
+        self.cache.invalidate(name);
+        self.ctx.deregister_table(quoted(name)).map_err(df_err)?;
+        self.ctx.register_table(quoted(name), registered.provider.clone()).map_err(df_err)?;
+        self.tables.lock().expect("tables").insert(name.to_string(), registered);
+        Ok(())
+    }
+
+    pub fn deregister(&self, name: &str) -> Result<()> {
+        self.cache.invalidate(name);
+        self.ctx.deregister_table(quoted(name)).map_err(df_err)?;
+        self.tables.lock().expect("tables").remove(name);
+        Ok(())
+    }
+
+    /// Run one read-only query.
+    pub async fn sql(&self, sql: &str) -> Result<QueryResult> {
+        let referenced = guard::check_read_only(sql)?;
+        self.promote_hot_tables(&referenced).await?;
+        let rescue_used = self.any_rescued(&referenced);
+        let result = run(&self.ctx, sql, rescue_used).await;
+        self.last_rescue_used.store(rescue_used, Ordering::Relaxed);
+        result
+    }
+
+    /// Run `sql` with `dataset` read at `version` or as of `at`.
+    pub async fn sql_as_of(&self, sql: &str, dataset: &str, version: Option<i64>, at: Option<DateTime<Utc>>) -> Result<QueryResult> {
+        let referenced = guard::check_read_only(sql)?;
+        let open = match (version, at) {
+            (Some(v), _) => self.store.at_version(dataset, v).await?,
+            (None, Some(t)) => self.store.at_timestamp(dataset, t).await?,
+            (None, None) => return Err(LakehouseError::invalid("time travel needs a version or a timestamp")),
+        };
+        let ctx = new_context(self.ctx.state().config().target_partitions());
+        let historic = registered_from(&ctx, open).await?;
+        let tables = self.tables.lock().expect("tables").clone();
+        for (name, reg) in tables.iter().filter(|(n, _)| n.as_str() != dataset) {
+            ctx.register_table(quoted(name), reg.provider.clone()).map_err(df_err)?;
+        }
+        ctx.register_table(quoted(dataset), historic.provider.clone()).map_err(df_err)?;
+        let rescue_used = historic.rescue_used || self.any_rescued(&referenced);
+        self.last_rescue_used.store(rescue_used, Ordering::Relaxed);
+        run(&ctx, sql, rescue_used).await
+    }
+
+    pub fn last_rescue_used(&self) -> bool {
+        self.last_rescue_used.load(Ordering::Relaxed)
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    fn any_rescued(&self, names: &BTreeSet<String>) -> bool {
+        let tables = self.tables.lock().expect("tables");
+        names.iter().any(|n| tables.get(n).is_some_and(|r| r.rescue_used))
+    }
+
+    /// Count a read of each referenced table; pin the ones that earned it.
+    async fn promote_hot_tables(&self, names: &BTreeSet<String>) -> Result<()> {
+        for name in names {
+            let Some(reg) = self.tables.lock().expect("tables").get(name).cloned() else { continue };
+            if !self.cache.should_pin(name, reg.version, reg.size_bytes) {
+                continue;
+            }
+            let batches = scan_all(&self.ctx, reg.provider.clone()).await?;
+            if let Some(mem) = self.cache.pin(name, reg.version, reg.provider.schema(), batches)? {
+                self.ctx.deregister_table(quoted(name)).map_err(df_err)?;
+                self.ctx.register_table(quoted(name), mem).map_err(df_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn new_context(target_partitions: usize) -> SessionContext {
+    let mut config = SessionConfig::new().with_information_schema(false);
+    if target_partitions > 0 {
+        config = config.with_target_partitions(target_partitions);
+    }
+    // Evaluate filters while decoding Parquet (late materialisation): recruiter filters
+    // are selective, so most rows never have their other columns decoded.
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
+    SessionContext::new_with_state(state)
+}
+
+async fn registered_from(ctx: &SessionContext, open: OpenTable) -> Result<Registered> {
+    // Make sure the session can reach the bucket the table was read from (primary or rescue).
+    open.table.update_datafusion_session(&ctx.state()).map_err(df_err)?;
+    let version = lakehouse_storaged::tables::version_of(&open.table);
+    let size_bytes = open
+        .table
+        .snapshot()
+        .map(|s| s.log_data().iter().map(|f| f.size().max(0) as u64).sum())
+        .unwrap_or(0);
+    // Seed the scan from our session so it inherits our Parquet settings (pushdown, views).
+    let provider = open.table.table_provider().with_session(Arc::new(ctx.state())).await.map_err(df_err)?;
+    Ok(Registered { version, size_bytes, rescue_used: open.rescue_used, provider })
+}
+
+async fn run(ctx: &SessionContext, sql: &str, rescue_used: bool) -> Result<QueryResult> {
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let frame = ctx.sql_with_options(sql, options).await.map_err(plan_err)?;
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(df_err)?;
+    let (schema, batches) = lakehouse_shared::arrow_helpers::plain_encodings(&schema, batches)?;
+    Ok(QueryResult { schema, batches, rescue_used })
+}
+
+async fn scan_all(ctx: &SessionContext, provider: Arc<dyn TableProvider>) -> Result<Vec<RecordBatch>> {
+    ctx.read_table(provider).map_err(df_err)?.collect().await.map_err(df_err)
+}
+
+/// DataFusion lower-cases unquoted identifiers; quoting keeps dataset names exact.
+fn quoted(name: &str) -> datafusion::common::TableReference {
+    datafusion::common::TableReference::bare(name)
+}
+
+fn df_err(e: impl std::fmt::Display) -> LakehouseError {
+    LakehouseError::Internal(format!("query engine: {e}"))
+}
+
+/// Planning errors are the user's (unknown table, bad column): 4xx, not 5xx.
+fn plan_err(e: datafusion::error::DataFusionError) -> LakehouseError {
+    use datafusion::error::DataFusionError as E;
+    match e.find_root() {
+        E::Plan(m) if m.contains("table") && m.contains("not found") => LakehouseError::NotFound(e.to_string()),
+        E::Plan(_) | E::SchemaError(..) | E::SQL(..) | E::NotImplemented(_) => LakehouseError::InvalidInput(e.to_string()),
+        _ => df_err(e),
+    }
+}

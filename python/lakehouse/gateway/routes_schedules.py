@@ -1,0 +1,70 @@
+"""`/schedules`: the cron-style ingest jobs (`lakehouse.daemon.schedules`).
+
+When the gateway runs the agent (`[daemon] run_schedules`), changes take effect at once;
+otherwise they are stored and run by whichever agent owns the data directory next.
+Calls are serialized with the facade lock, like every other route.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from lakehouse.config import ApiKey
+from lakehouse.daemon.schedules import KINDS, ScheduleJob, Scheduler, ScheduleStore
+from lakehouse.gateway.api_errors import SafeJSONResponse
+from lakehouse.gateway.auth import authenticated, may_write
+from lakehouse.gateway.state import gateway_state
+
+schedules_router = APIRouter(prefix="/schedules", tags=["schedules"], dependencies=[Depends(authenticated)])
+
+
+class ScheduleRequest(BaseModel):
+    id: str = Field(description="unique name of the job: letters, digits, '_', '.', '-'")
+    cron: str = Field(description="crontab line: 5 fields, or 6 with seconds first (machine local time)")
+    kind: Literal[KINDS] = Field(description="'file': ingest the files matching `path`; 'db': sync `source`")  # type: ignore[valid-type]
+    dataset: str | None = Field(default=None, description="dataset name (default: derived from each file name)")
+    mode: Literal["append", "replace"] = "append"
+    path: str | None = Field(default=None, description="kind 'file': a path or glob; relative ones live in the data directory")
+    source: dict[str, Any] | None = Field(default=None, description="kind 'db': passed to lakehouse.ingest.db.sync")
+
+
+def _schedules(request: Request) -> Scheduler | ScheduleStore:
+    """The running scheduler (changes apply at once), else the store alone."""
+    agent = getattr(request.app.state, "agent", None)
+    if agent is not None and agent.scheduler is not None:
+        return agent.scheduler
+    return ScheduleStore(gateway_state(request).data_path)
+
+
+def _respond(request: Request, call: Callable[[Scheduler | ScheduleStore], Any], status_code: int = 200) -> SafeJSONResponse:
+    with gateway_state(request).guard.use():
+        return SafeJSONResponse(call(_schedules(request)), status_code=status_code)
+
+
+def _listing(schedules: Scheduler | ScheduleStore) -> list[dict[str, Any]]:
+    next_runs = schedules.next_run_times() if isinstance(schedules, Scheduler) else {}
+    return [{**job.public(), "next_run_at": next_runs.get(job.id)} for job in schedules.jobs()]
+
+
+@schedules_router.get("", summary="List ingest schedules (DSN passwords masked)")
+def list_schedules(request: Request):
+    return _respond(request, _listing)
+
+
+@schedules_router.post("", summary="Add an ingest schedule", status_code=201)
+def add_schedule(body: ScheduleRequest, request: Request, _: ApiKey = Depends(may_write)):
+    job = ScheduleJob.from_dict(body.model_dump())
+    return _respond(request, lambda schedules: schedules.add(job).public(), status_code=201)
+
+
+@schedules_router.get("/runs", summary="Recorded runs, newest first")
+def schedule_runs(request: Request, job_id: str | None = None, limit: int | None = Query(100, ge=1)):
+    return _respond(request, lambda schedules: schedules.runs(job_id, limit))
+
+
+@schedules_router.delete("/{job_id}", summary="Remove an ingest schedule (its recorded runs stay)")
+def remove_schedule(job_id: str, request: Request, _: ApiKey = Depends(may_write)):
+    return _respond(request, lambda schedules: schedules.remove(job_id).public())

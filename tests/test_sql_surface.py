@@ -1,0 +1,85 @@
+"""The SQL surface: read-only, time travel, hot cache, compaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakehouse.errors import InvalidInput, NotFound, ReadOnlyViolation
+
+from conftest import workers_table
+
+FORBIDDEN = [
+    "INSERT INTO workers VALUES (1, 'x', 'r', 'c', 's', 0.1)",
+    "UPDATE workers SET name = 'x'",
+    "DELETE FROM workers",
+    "DROP TABLE workers",
+    "CREATE TABLE evil AS SELECT * FROM workers",
+    "CREATE VIEW v AS SELECT * FROM workers",
+    "CREATE EXTERNAL TABLE leak STORED AS CSV LOCATION '/etc/passwd'",
+    "COPY workers TO '/tmp/stolen.csv'",
+    "SET datafusion.execution.batch_size = 1",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM 'data/tables/workers/part-0.parquet'",
+    "SELECT 1; DROP TABLE workers",
+]
+
+
+@pytest.mark.parametrize("sql", FORBIDDEN)
+def test_every_state_changing_or_file_reading_statement_is_refused(lh, sql):
+    lh.ingest_table(workers_table(3), "workers")
+    with pytest.raises(ReadOnlyViolation):
+        lh.sql(sql)
+    assert lh.sql("SELECT count(*) AS n FROM workers").column("n")[0].as_py() == 3
+
+
+def test_allowed_queries_work(lh):
+    lh.ingest_table(workers_table(6), "workers")
+    out = lh.sql(
+        "WITH c AS (SELECT state, count(*) AS n FROM workers GROUP BY state) "
+        "SELECT state, n FROM c ORDER BY state"
+    )
+    assert out.to_pylist() == [{"state": "IL", "n": 2}, {"state": "OH", "n": 4}]
+
+
+def test_bad_sql_and_unknown_tables_are_client_errors(lh):
+    with pytest.raises(InvalidInput):
+        lh.sql("SELEC nonsense")
+    with pytest.raises(NotFound):
+        lh.sql("SELECT * FROM nowhere")
+
+
+def test_time_travel_by_version_and_timestamp(lh):
+    lh.ingest_table(workers_table(2), "workers")
+    first_time = lh.history("workers")[0]["timestamp_ms"]
+    lh.ingest_table(workers_table(3, start=3), "workers")
+    count = "SELECT count(*) AS n FROM workers"
+    assert lh.sql(count).column("n")[0].as_py() == 5
+    assert lh.sql_as_of(count, "workers", version=0).column("n")[0].as_py() == 2
+    import datetime as dt
+
+    at = dt.datetime.fromtimestamp(first_time / 1000, dt.timezone.utc)
+    assert lh.sql_as_of(count, "workers", timestamp=at).column("n")[0].as_py() == 2
+    with pytest.raises(NotFound):
+        lh.sql_as_of(count, "workers", version=99)
+
+
+def test_hot_cache_pins_small_tables_and_never_serves_stale_rows(lh):
+    lh.ingest_table(workers_table(3), "workers")
+    for _ in range(3):
+        lh.sql("SELECT * FROM workers")
+    assert "workers" in lh._query.cache_stats()["pinned_tables"]
+    lh.ingest_table(workers_table(2, start=10), "workers")
+    assert lh.sql("SELECT count(*) AS n FROM workers").column("n")[0].as_py() == 5
+
+
+def test_compaction_merges_small_files_without_changing_answers(lh):
+    lh.ingest_table(workers_table(2), "workers")
+    for i in range(20):
+        lh.ingest_table(workers_table(2, start=10 + 2 * i), "workers")
+    query = "SELECT role, state, count(*) AS n, sum(worker_id) AS s FROM workers GROUP BY role, state ORDER BY role, state"
+    before = lh.sql(query)
+    reports = lh.compact("workers")
+    assert reports[0]["files_removed"] == 21 and reports[0]["files_added"] == 1
+    assert lh.sql(query).equals(before)
+    assert lh.dataset("workers")["row_count"] == 42
+    assert lh.journal(operation="compact")[-1]["details"]["files_removed"] == 21
