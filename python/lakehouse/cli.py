@@ -262,6 +262,8 @@ class IngestOutcome:
     total_rows: int | None = None
     version: int | None = None
     error: str | None = None
+    #: where the rejected file was kept with its `.error.json` (None: not quarantined)
+    quarantined_as: str | None = None
 
 
 @app.command()
@@ -271,7 +273,10 @@ def ingest(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="dataset name (default: derived from each file name)"),
     mode: IngestMode = typer.Option("append", "--mode", help="append rows, or replace the dataset's content"),
 ) -> None:
-    """Ingest CSV / Parquet files into datasets."""
+    """Ingest CSV / Parquet files into datasets.
+
+    A file that cannot be ingested is kept in <data-dir>/_quarantine/ with a .error.json
+    giving the reason, as for a gateway upload (the original file is left where it is)."""
     files = expand_paths(paths)
     if not files:
         raise typer.BadParameter("no files found in the given directories", param_hint="PATHS")
@@ -306,13 +311,63 @@ def ingest_with_progress(backend: Backend, jobs: list[tuple[Path, str | None]], 
 
 
 def ingest_one(backend: Backend, path: Path, name: str | None, mode: str) -> IngestOutcome:
+    """Ingest one file. A rejected file is quarantined like a gateway upload: by the
+    gateway itself when it owns the data directory (its answer says where), else here."""
     try:
         result = backend.ingest_file(path, name, mode=mode)
-    except expected_error_types() as exc:
-        from lakehouse.errors import error_message
+    except Exception as exc:
+        from lakehouse.errors import error_details, error_message
 
-        return IngestOutcome(path, name, "failed", error=f"{type(exc).__name__}: {error_message(exc)}")
+        if backend_is_local(backend):
+            kept = quarantine_rejected_file(backend, path, name, mode, exc)
+        else:
+            kept = error_details(exc).get("quarantined_as")
+        if not isinstance(exc, expected_error_types()):
+            raise  # a bug: kept in quarantine, and reported with its traceback
+        return IngestOutcome(path, name, "failed", error=f"{type(exc).__name__}: {error_message(exc)}", quarantined_as=kept)
     return IngestOutcome(path, result.dataset, result.status, result.rows_written, result.total_rows, result.version)
+
+
+def backend_is_local(backend: Backend) -> bool:
+    from lakehouse.lakehouse import Lakehouse
+
+    return isinstance(backend, Lakehouse)
+
+
+def quarantine_rejected_file(lakehouse: Lakehouse, path: Path, name: str | None, mode: str, exc: BaseException) -> str | None:
+    """Keep a copy of the rejected `path` in `<data_dir>/_quarantine/` with its reason,
+    through the gateway's own `quarantine` (same layout, same `.error.json`): the file
+    is staged like an upload (hard link, else copy, into a fresh `_uploads/<id>/`) and
+    quarantined from there. The user's file stays where it is. A hard link costs nothing
+    for a huge file and keeps the bytes if the original is deleted or replaced; only an
+    edit of the original in place would show through. Returns the quarantined path
+    relative to the data directory (None if it could not be kept: said on stderr)."""
+    import shutil
+    import uuid
+
+    from lakehouse.errors import error_body, http_status
+    from lakehouse.gateway.uploads import QUARANTINE_DIR, UPLOADS_DIR, ReceivedUpload, quarantine, safe_filename
+
+    workdir = lakehouse.path / UPLOADS_DIR / uuid.uuid4().hex
+    try:
+        workdir.mkdir(parents=True)
+        staged = workdir / safe_filename(path.name)
+        try:
+            os.link(path, staged)  # no copy of a large file; the bytes stay even if the original goes
+        except OSError:
+            shutil.copyfile(path, staged)
+        fields = {k: v for k, v in {"name": name, "mode": mode}.items() if v}
+        upload = ReceivedUpload(workdir, staged, str(path), fields, staged.stat().st_size)
+        report = {**error_body(exc), "status": http_status(exc), "dataset": name, "mode": mode,
+                  "actor": lakehouse.actor, "via": "cli", "source_path": str(path.absolute())}
+        try:
+            kept = quarantine(upload, lakehouse.path / QUARANTINE_DIR, report)
+        finally:
+            upload.discard()  # the directory made above, nothing else
+    except Exception as problem:  # noqa: BLE001 - the ingest error is what the user must see
+        stderr_console().print(Text(f"note: could not keep {path} in quarantine: {problem}", style="yellow"))
+        return None
+    return str(kept.relative_to(lakehouse.path))
 
 
 def progress_bars() -> Progress:
@@ -333,6 +388,9 @@ def print_ingest_outcomes(outcomes: list[IngestOutcome]) -> None:
     for o in outcomes:
         if o.error:
             stderr_console().print(Text(f"error: {o.path}: {o.error}", style="red"))
+            if o.quarantined_as:
+                stderr_console().print(Text(f"  kept in quarantine as {o.quarantined_as} "
+                                            f"(reason in {o.quarantined_as}.error.json)", style="red"))
 
 
 # ---------------------------------------------------------------------- sql
@@ -494,6 +552,7 @@ def demo_data(
 
 import lakehouse.cli_db as cli_db; cli_db.register(app)  # noqa: E402,E702  (ingest-db lives in its own module)
 import lakehouse.cli_daemon as cli_daemon; cli_daemon.register(app)  # noqa: E402,E702  (watch, schedule)
+import lakehouse.cli_vectors as cli_vectors; cli_vectors.register(app)  # noqa: E402,E702  (vectors ...)
 
 if __name__ == "__main__":
     app()

@@ -129,6 +129,31 @@ class GatewayClient:
         return self._json("GET", "/schedules/runs", params=params)
 
     # ------------------------------------------------------------------ transport
+    # ------------------------------------------------------------ vectors
+    def vectors_create(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/vectors/index", json={k: v for k, v in request.items() if v is not None})
+
+    def vectors_list(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/vectors/indexes")["indexes"]
+
+    def vectors_search(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/vectors/search", json={k: v for k, v in request.items() if v is not None})
+
+    def vectors_refresh(self, dataset: str) -> list[dict[str, Any]]:
+        return self._json("POST", f"/vectors/refresh/{_segment(dataset)}")["jobs"]
+
+    def vectors_job(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/vectors/jobs/{_segment(job_id)}")
+
+    def vectors_versions(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"/vectors/indexes/{_segment(name)}/versions")
+
+    def vectors_promote(self, name: str, version: int) -> dict[str, Any]:
+        return self._json("POST", f"/vectors/indexes/{_segment(name)}/promote", json={"version": version})
+
+    def vectors_rollback(self, name: str) -> dict[str, Any]:
+        return self._json("POST", f"/vectors/indexes/{_segment(name)}/rollback")
+
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._request(method, path, **kwargs).json()
 

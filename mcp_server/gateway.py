@@ -1,0 +1,92 @@
+"""The gateway calls the recruiter API makes, on top of `lakehouse.client.GatewayClient`.
+
+The gateway owns the data directory (DESIGN decision 6): every dataset read, hybrid
+search and playbook-memory change goes through it over HTTP. The recruiter API only
+keeps its own small state (see `store.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from lakehouse.client import DEFAULT_TIMEOUT, GatewayClient
+
+#: manifests (column tags) change only when a dataset is re-created; re-read them this often
+MANIFEST_TTL_S = 5.0
+
+
+def sql_literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RecruiterGateway(GatewayClient):
+    def __init__(self, base_url: str, api_key: str, *, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+                 transport: httpx.BaseTransport | None = None):
+        super().__init__(base_url, api_key, timeout=timeout, transport=transport)
+        self._manifests: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._manifest_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ SQL
+    def rows(self, sql: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A read-only query as a list of JSON-safe dicts."""
+        body: dict[str, Any] = {"sql": sql, "format": "json"}
+        if limit is not None:
+            body["limit"] = limit
+        answer = self._json("POST", "/query/sql", json=body)
+        columns = answer["columns"]
+        return [dict(zip(columns, row)) for row in answer["rows"]]
+
+    def manifest(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
+        """The dataset's manifest (columns, `column_tags`, `sensitivity`), cached briefly."""
+        now = time.monotonic()
+        with self._manifest_lock:
+            cached = self._manifests.get(name)
+            if cached and not fresh and now - cached[0] < MANIFEST_TTL_S:
+                return cached[1]
+        manifest = self.dataset(name)
+        with self._manifest_lock:
+            self._manifests[name] = (now, manifest)
+        return manifest
+
+    def has_dataset(self, name: str) -> bool:
+        return any(d.get("name") == name for d in self.datasets())
+
+    # ------------------------------------------------------------------ intelligence
+    def hybrid(self, request: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/vectors/hybrid", json={k: v for k, v in request.items() if v is not None})
+
+    def seed_playbook(self, fill: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", "/vectors/playbook_memory/seed", json={k: v for k, v in fill.items() if v is not None})
+
+    def mark_failed(self, worker_id: str, name: str, city: str, state: str) -> dict[str, Any]:
+        body = {"worker_id": str(worker_id), "name": name, "city": city, "state": state}
+        return self._json("POST", "/vectors/playbook_memory/mark_failed", json=body)
+
+    def delete_playbook(self, playbook_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/vectors/playbook_memory/{quote(playbook_id, safe='')}")
+
+    def patterns(self, query: str, *, k: int = 25, city: str | None = None, state: str | None = None,
+                 role: str | None = None) -> dict[str, Any]:
+        params = {k_: v for k_, v in {"query": query, "k": k, "city": city, "state": state, "role": role}.items() if v is not None}
+        return self._json("GET", "/vectors/playbook_memory/patterns", params=params)
+
+    def memory_stats(self) -> dict[str, Any]:
+        return self._json("GET", "/vectors/playbook_memory/stats")
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/health")

@@ -1,0 +1,1 @@
+"""What makes the lakehouse a recruiting tool: hybrid search with playbook memory."""

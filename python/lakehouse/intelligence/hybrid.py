@@ -1,0 +1,216 @@
+"""Hybrid search: SQL filter -> candidate set -> semantic rank -> playbook boost -> top-k
+with explanations. DESIGN.md §4 is the contract; every stage's latency is reported.
+
+final_score = semantic similarity (cosine) + playbook boost (capped at 0.25 in the core).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from lakehouse.lakehouse import Lakehouse
+
+log = logging.getLogger("lakehouse.hybrid")
+
+#: semantic candidates ranked before the boost is applied, as a multiple of k
+RERANK_DEPTH = 4
+DETAIL_COLUMNS = ("name", "role", "city", "state", "reliability", "availability", "certifications", "skills", "pay_rate", "archetype", "years_experience")
+
+
+@dataclass
+class HybridQuery:
+    query: str
+    k: int = 10
+    role: str | None = None
+    city: str | None = None
+    state: str | None = None
+    availability: str | None = None
+    certifications: list[str] = field(default_factory=list)
+    min_reliability: float | None = None
+    max_pay_rate: float | None = None
+    #: with `lat`/`lon` (or the target city's centre), only workers within this many miles
+    radius_miles: float | None = None
+    lat: float | None = None
+    lon: float | None = None
+    sql_filter: str | None = None
+    exclude_worker_ids: list[str] = field(default_factory=list)
+    use_playbook_memory: bool = True
+    playbook_memory_k: int = 200
+    index: str = "workers"
+    dataset: str = "workers"
+    #: judge playbook ages and validity at this date (YYYY-MM-DD; default today)
+    today: str | None = None
+
+
+def _haversine_miles_sql(lat: float, lon: float) -> str:
+    """Great-circle distance from (lat, lon) to each row's (lat, lon), in miles."""
+    return (
+        f"(7917.5 * asin(sqrt(power(sin(radians(lat - {lat}) / 2), 2) + "
+        f"cos(radians({lat})) * cos(radians(lat)) * power(sin(radians(lon - {lon}) / 2), 2))))"
+    )
+
+
+def build_where(q: HybridQuery, columns: set[str], city_centre: tuple[float, float] | None) -> list[str]:
+    from lakehouse.lakehouse import quote_ident, sql_literal
+
+    clauses = []
+    for column, value in (("role", q.role), ("city", q.city), ("state", q.state), ("availability", q.availability)):
+        if value:
+            if column not in columns:
+                raise InvalidInput(f"dataset {q.dataset!r} has no column {column!r} to filter on")
+            clauses.append(f"lower({quote_ident(column)}) = lower({sql_literal(value)})")
+    for cert in q.certifications:
+        clauses.append(f"lower(certifications) LIKE {sql_literal('%' + cert.lower() + '%')}")
+    if q.min_reliability is not None:
+        clauses.append(f"reliability >= {float(q.min_reliability)}")
+    if q.max_pay_rate is not None:
+        clauses.append(f"pay_rate <= {float(q.max_pay_rate)}")
+    if q.radius_miles is not None:
+        centre = (q.lat, q.lon) if q.lat is not None and q.lon is not None else city_centre
+        if centre is None:
+            raise InvalidInput("a radius needs lat/lon or a city the dataset knows")
+        clauses = [c for c in clauses if not c.startswith('lower("city")')]  # the radius replaces the exact city
+        clauses.append(f"{_haversine_miles_sql(*centre)} <= {float(q.radius_miles)}")
+    if q.exclude_worker_ids:
+        ids = ", ".join(sql_literal(str(w)) for w in q.exclude_worker_ids)
+        clauses.append(f"CAST(worker_id AS VARCHAR) NOT IN ({ids})")
+    if q.sql_filter:
+        clauses.append(f"({q.sql_filter})")
+    return clauses
+
+
+def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
+    from lakehouse.lakehouse import quote_ident, sql_literal
+
+    if not q.query.strip():
+        raise InvalidInput("query text is empty")
+    if q.k < 1:
+        raise InvalidInput("k must be at least 1")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    columns = {c["name"] for c in lake.dataset(q.dataset)["columns"]}
+    table = quote_ident(q.dataset)
+
+    # 1. SQL filter -> candidate ids.
+    t = time.perf_counter()
+    centre = None
+    if q.radius_miles is not None and q.lat is None and q.city:
+        row = lake.sql(
+            f"SELECT avg(lat) AS lat, avg(lon) AS lon FROM {table} WHERE lower(city) = lower({sql_literal(q.city)})"
+            + (f" AND lower(state) = lower({sql_literal(q.state)})" if q.state else "")
+        ).to_pylist()[0]
+        centre = (row["lat"], row["lon"]) if row["lat"] is not None else None
+    where = build_where(q, columns, centre)
+    if where:
+        ids = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"].to_pylist()
+        sql_matches, doc_ids = len(ids), ids
+    else:
+        sql_matches, doc_ids = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py()), None
+    timings["sql_ms"] = (time.perf_counter() - t) * 1000
+    if sql_matches == 0:
+        return _empty(q, timings, started)
+
+    # 2. Semantic rank within the candidates.
+    t = time.perf_counter()
+    vector = lake.vectors.embed_query(q.query)
+    timings["embed_ms"] = (time.perf_counter() - t) * 1000
+    t = time.perf_counter()
+    depth = max(q.k * RERANK_DEPTH, 40)
+    semantic = lake.vectors.search(q.index, vector, depth, doc_ids=doc_ids)
+    scores = {h["doc_id"]: h["score"] for h in semantic["hits"]}
+    timings["vector_ms"] = (time.perf_counter() - t) * 1000
+
+    # 3. Playbook boost, keyed by worker id within the candidate pool.
+    t = time.perf_counter()
+    boosts: dict[str, dict[str, Any]] = {}
+    boost_line, diagnostics = "playbook_boost: disabled", None
+    if q.use_playbook_memory:
+        memory = lake.playbooks
+        result = memory.boost(vector, city=q.city, state=q.state, role=q.role, k=q.playbook_memory_k,
+                              candidates=doc_ids if doc_ids is not None else None, today=q.today)
+        pool = set(doc_ids) if doc_ids is not None else None
+        boosts = {w["worker_id"]: w for w in result["workers"] if pool is None or w["worker_id"] in pool}
+        boost_line, diagnostics = result["line"], result["diagnostics"]
+        log.info(boost_line)
+        missing = [w for w in boosts if w not in scores]
+        if missing:  # boosted workers outside the semantic top: score them exactly
+            for h in lake.vectors.search(q.index, vector, len(missing), doc_ids=missing)["hits"]:
+                scores[h["doc_id"]] = h["score"]
+    timings["boost_ms"] = (time.perf_counter() - t) * 1000
+
+    # 4. Final ranking and the reasons a recruiter reads.
+    t = time.perf_counter()
+    ranked = sorted(scores, key=lambda w: -(scores[w] + (boosts[w]["boost"] if w in boosts else 0.0)))[: q.k]
+    details = _details(lake, q.dataset, ranked, columns)
+    sources = [_source(w, scores[w], boosts.get(w), details.get(w, {}), q) for w in ranked]
+    timings["explain_ms"] = (time.perf_counter() - t) * 1000
+    timings["total_ms"] = (time.perf_counter() - started) * 1000
+    return {
+        "query": q.query,
+        "k": q.k,
+        "sql_matches": sql_matches,
+        "sources": sources,
+        "search_path": semantic["path"],
+        "index_version": semantic["version"],
+        "shortfall": max(0, q.k - len(sources)),
+        "unindexed_searched": semantic["unindexed_searched"],
+        "playbook_boost": boost_line,
+        "playbook": diagnostics,
+        "latency_ms": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _empty(q: HybridQuery, timings: dict[str, float], started: float) -> dict[str, Any]:
+    timings["total_ms"] = (time.perf_counter() - started) * 1000
+    return {
+        "query": q.query, "k": q.k, "sql_matches": 0, "sources": [], "search_path": None, "index_version": None,
+        "shortfall": q.k, "unindexed_searched": 0, "playbook_boost": "playbook_boost: skipped (no SQL matches)",
+        "playbook": None, "latency_ms": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str]) -> dict[str, dict[str, Any]]:
+    from lakehouse.lakehouse import quote_ident, sql_literal
+
+    if not worker_ids:
+        return {}
+    wanted = [c for c in DETAIL_COLUMNS if c in columns]
+    select = ", ".join(["CAST(worker_id AS VARCHAR) AS worker_id", *(quote_ident(c) for c in wanted)])
+    ids = ", ".join(sql_literal(w) for w in worker_ids)
+    rows = lake.sql(f"SELECT {select} FROM {quote_ident(dataset)} WHERE CAST(worker_id AS VARCHAR) IN ({ids})").to_pylist()
+    return {r.pop("worker_id"): r for r in rows}
+
+
+def _source(worker_id: str, semantic: float, boost: dict[str, Any] | None, fields: dict[str, Any], q: HybridQuery) -> dict[str, Any]:
+    value = boost["boost"] if boost else 0.0
+    reasons = [f"semantic match {semantic:.2f} for \u201c{q.query}\u201d"]
+    citations = []
+    if boost:
+        top = boost["citations"][0]
+        reasons.append(
+            f"+{value:.3f} playbook boost from {len(boost['citations'])} past fill(s), strongest: "
+            f"\u201c{top['operation']}\u201d on {top['date']}" + (" (same role and place)" if top["exact_match"] else "")
+        )
+        citations = boost["citations"][:5]
+        if boost["failures"]:
+            reasons.append(f"{boost['failures']} no-show(s) recorded here: each halves this worker's boost")
+    if fields.get("reliability") is not None:
+        reasons.append(f"reliability {float(fields['reliability']):.2f}")
+    matched = [v for v in (q.role, q.city, q.state) if v]
+    if matched:
+        reasons.append("matches filter: " + ", ".join(matched))
+    return {
+        "worker_id": worker_id,
+        **fields,
+        "semantic_score": round(semantic, 4),
+        "boost": round(value, 4),
+        "final_score": round(semantic + value, 4),
+        "citations": citations,
+        "reasons": reasons,
+    }

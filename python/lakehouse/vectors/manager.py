@@ -1,0 +1,526 @@
+"""Vector indexes over datasets: build, incremental refresh, planned search, versions.
+
+Layout under ``<data_dir>/_vectors/<index>/``::
+
+    definition.json     what is embedded: dataset, id column, text columns, model, backend
+    registry.json       versions and the active pointer (Rust core, atomic replace)
+    v<N>/               one built version: the backend's files + chunks.parquet
+    trials.jsonl        autotune trials
+    embeddings/         the embeddings store, a Delta table (doc_id, chunk_id, chunk_text,
+                        vector, model, content_hash, embedded_at) that DuckDB/pyarrow can read
+
+A search takes the active version once, so promotion (a pointer flip in the registry
+plus one reference swap here) never gives a caller a mix of two versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from lakehouse import _core
+from lakehouse.errors import InvalidInput, NotFound
+from lakehouse.vectors.backend import SearchResult, VectorBackend, chunk_key
+from lakehouse.vectors.embedder import LocalEmbedder, TextEmbedder
+from lakehouse.vectors.hnsw import HnswBackend
+from lakehouse.vectors.jobs import JobRunner
+
+if TYPE_CHECKING:
+    from lakehouse.lakehouse import Lakehouse
+
+VECTORS_DIR = "_vectors"
+CHUNKS_FILE = "chunks.parquet"
+Progress = Callable[[int, int], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _backend_class(name: str) -> type:
+    if name == "hnsw":
+        return HnswBackend
+    if name == "lance":
+        from lakehouse.vectors.lance_backend import LanceBackend
+
+        return LanceBackend
+    raise InvalidInput(f"unknown vector backend {name!r}: use 'hnsw' or 'lance'")
+
+
+@dataclass
+class Chunks:
+    """The chunks of a set of documents, column-wise."""
+
+    doc_id: np.ndarray  # object (str)
+    chunk_no: np.ndarray  # int32
+    text: list[str]
+    content_hash: np.ndarray  # object (hex str)
+    key: np.ndarray  # uint64
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+    def take(self, rows: np.ndarray) -> Chunks:
+        return Chunks(self.doc_id[rows], self.chunk_no[rows], [self.text[i] for i in rows], self.content_hash[rows], self.key[rows])
+
+    def chunk_ids(self) -> list[str]:
+        return [f"{d}#{n}" for d, n in zip(self.doc_id, self.chunk_no)]
+
+
+@dataclass
+class LoadedVersion:
+    """An opened index version and the key -> document map searches need."""
+
+    version: int
+    backend: VectorBackend
+    keys_sorted: np.ndarray
+    doc_of_key: np.ndarray  # doc ids, aligned with keys_sorted
+    chunks_per_doc: dict[str, int]  # only documents with more than one chunk
+    doc_ids: frozenset[str]
+    dataset_version: int
+
+    def keys_for_docs(self, doc_ids: list[str]) -> np.ndarray:
+        keys = [chunk_key(f"{d}#{n}") for d in doc_ids for n in range(self.chunks_per_doc.get(d, 1))]
+        return np.array(keys, dtype=np.uint64)
+
+    def docs_for_keys(self, keys: np.ndarray) -> np.ndarray:
+        pos = np.searchsorted(self.keys_sorted, keys)
+        return self.doc_of_key[np.minimum(pos, len(self.keys_sorted) - 1)]
+
+
+class VectorIndexes:
+    """All vector indexes of one data directory. Owned by the `Lakehouse` facade."""
+
+    def __init__(self, lake: Lakehouse, embedder: TextEmbedder | None = None):
+        self._lake = lake
+        self.config = lake.config.vectors
+        self.root = lake.path / VECTORS_DIR
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+        self._active: dict[str, LoadedVersion | None] = {}
+        self._registries: dict[str, Any] = {}
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._pending_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: taken around every call into the facade; the gateway swaps in its own lock so
+        #: long embedding work runs outside it while reads and commits stay serialised
+        self.facade_lock: Any = threading.RLock()
+        self.jobs = JobRunner()
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def embedder(self) -> TextEmbedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = self._make_embedder()
+            return self._embedder
+
+    def _make_embedder(self) -> TextEmbedder:
+        if self.config.embedder == "local":
+            return LocalEmbedder(self.config.model_dir or None, self.config.model_id, self.root / "cache")
+        if self.config.embedder == "ollama":
+            from lakehouse.vectors.ollama import OllamaEmbedder
+
+            return OllamaEmbedder.from_config(self._lake.config)
+        raise InvalidInput(f"unknown embedder {self.config.embedder!r}: use 'local' or 'ollama'")
+
+    def _dir(self, name: str) -> Path:
+        return self.root / name
+
+    def registry(self, name: str) -> Any:
+        if name not in self._registries:
+            self.definition(name)  # NotFound for an unknown index
+            self._registries[name] = _core.IndexRegistry(str(self._dir(name)))
+        return self._registries[name]
+
+    def definition(self, name: str) -> dict[str, Any]:
+        path = self._dir(name) / "definition.json"
+        if not path.is_file():
+            raise NotFound(f"no vector index named {name!r}; create one with POST /vectors/index")
+        return json.loads(path.read_text())
+
+    def names(self) -> list[str]:
+        return sorted(p.parent.name for p in self.root.glob("*/definition.json"))
+
+    def _params(self, definition: dict[str, Any]) -> dict[str, Any]:
+        c = self.config
+        hnsw = {
+            "connectivity": c.hnsw_connectivity,
+            "ef_construction": c.hnsw_ef_construction,
+            "ef_search": c.hnsw_ef_search,
+            "quantization": c.hnsw_quantization,
+        }
+        hnsw.update(definition.get("hnsw", {}))
+        planner = {"exact_max_candidates": c.exact_max_candidates, "exact_max_fraction": c.exact_max_fraction}
+        return {"hnsw": hnsw, "planner": planner, "threads": c.build_threads, "mmap": c.mmap, "dim": definition["dim"]}
+
+    # ------------------------------------------------------------------ create / refresh
+    def create(
+        self,
+        dataset: str,
+        text_columns: list[str],
+        id_column: str,
+        *,
+        name: str | None = None,
+        backend: str | None = None,
+        hnsw: dict[str, Any] | None = None,
+        actor: str | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Define an index over `dataset` and build its first version."""
+        name = self.validate_new(dataset, text_columns, id_column, name=name, backend=backend)
+        definition = {
+            "name": name,
+            "dataset": dataset,
+            "id_column": id_column,
+            "text_columns": list(text_columns),
+            "model_id": self.embedder.model_id,
+            "dim": self.embedder.dim,
+            "backend": backend or self.config.backend,
+            "hnsw": hnsw or {},
+            "chunk_words": self.config.chunk_words,
+            "chunk_overlap": self.config.chunk_overlap,
+            "created_at": _now(),
+            "created_by": actor or self._lake.actor,
+        }
+        self._dir(name).mkdir(parents=True, exist_ok=True)
+        tmp = self._dir(name) / "definition.json.tmp"
+        tmp.write_text(json.dumps(definition, indent=2))
+        tmp.replace(self._dir(name) / "definition.json")
+        return self.refresh(name, actor=actor, progress=progress, full=True)
+
+    def validate_new(self, dataset: str, text_columns: list[str], id_column: str, *, name: str | None = None, backend: str | None = None) -> str:
+        """Refuse a bad definition before any work starts; returns the index name."""
+        from lakehouse.lakehouse import validate_dataset_name
+
+        name = name or dataset
+        validate_dataset_name(name)
+        with self.facade_lock:
+            manifest = self._lake.dataset(dataset)
+        columns = {c["name"] for c in manifest["columns"]}
+        if not text_columns:
+            raise InvalidInput("give at least one text column to embed")
+        missing = [c for c in [id_column, *text_columns] if c not in columns]
+        if missing:
+            raise InvalidInput(f"dataset {dataset!r} has no column(s) {missing}; it has {sorted(columns)}")
+        if (self._dir(name) / "definition.json").is_file():
+            raise InvalidInput(f"vector index {name!r} already exists; refresh it or pick another name")
+        _backend_class(backend or self.config.backend)
+        return name
+
+    def refresh(self, name: str, *, actor: str | None = None, progress: Progress | None = None, full: bool = False) -> dict[str, Any]:
+        """Embed only what changed since the active version (new or edited documents,
+        by doc id + content hash), build a new version beside it and promote it. Searches
+        keep using the active version until the promotion."""
+        lock = self._build_locks.setdefault(name, threading.Lock())
+        with lock:
+            return self._refresh_locked(name, actor or self._lake.actor, progress, full)
+
+    def _refresh_locked(self, name: str, actor: str, progress: Progress | None, full: bool) -> dict[str, Any]:
+        started = time.perf_counter()
+        definition = self.definition(name)
+        registry = self.registry(name)
+        active = registry.active()
+        with self.facade_lock:
+            dataset_version = int(self._lake.dataset(definition["dataset"])["version"])
+            current = self._read_chunks(definition)
+        previous = None if full or active is None else pq.read_table(self._dir(name) / active["location"] / CHUNKS_FILE)
+        if previous is None:
+            todo_rows = np.arange(len(current))
+            removed = np.zeros(0, np.uint64)
+        else:
+            known = dict(zip(previous["key"].to_numpy(), previous["content_hash"].to_pylist()))
+            todo_rows = np.array([i for i, (k, h) in enumerate(zip(current.key, current.content_hash)) if known.get(k) != h], dtype=np.int64)
+            removed = np.setdiff1d(previous["key"].to_numpy(), current.key).astype(np.uint64)
+        todo = current.take(todo_rows)
+        vectors = self._embed_with_progress(todo.text, progress)
+        embed_seconds = time.perf_counter() - started
+        if previous is not None and not len(todo) and not len(removed):
+            with self.facade_lock:
+                self._mark_embedded(definition["dataset"], dataset_version)
+            return {"index": name, "status": "unchanged", "version": active["version"], "embedded": 0, "removed": 0,
+                    "rows": len(current), "seconds": round(time.perf_counter() - started, 3)}
+        version = registry.next_version()
+        location = f"v{version}"
+        version_dir = self._dir(name) / location
+        params = self._params(definition)
+        backend_cls = _backend_class(definition["backend"])
+        build_started = time.perf_counter()
+        if previous is None or definition["backend"] != "hnsw":
+            if previous is not None:  # Lance appends without rewrite only for pure additions
+                vectors, todo = self._all_vectors(current), current
+            backend = backend_cls.build(version_dir, todo.key, vectors, params)
+        else:
+            backend = HnswBackend.extend(self._dir(name) / active["location"], version_dir, todo.key, vectors, params, removed)
+        self._write_chunks(version_dir, current, dataset_version)
+        with self.facade_lock:
+            self._store_embeddings(name, definition, todo, vectors, replace=previous is None)
+        build_seconds = time.perf_counter() - build_started
+        registry.register({
+            "version": version, "created_at": _now(), "backend": definition["backend"], "params": params["hnsw"],
+            "rows": len(current), "location": location,
+            "metrics": {"embedded": len(todo), "removed": int(len(removed)), "embed_seconds": round(embed_seconds, 3),
+                        "build_seconds": round(build_seconds, 3), "dataset_version": dataset_version},
+        })
+        reason = "full build" if previous is None else f"refresh: {len(todo)} embedded, {len(removed)} removed"
+        self.promote(name, version, actor=actor, reason=reason)
+        self._pending_cache.clear()
+        with self.facade_lock:
+            self._mark_embedded(definition["dataset"], dataset_version)
+            self._lake._journal.append(self._lake._event(
+                "vectors_refresh", definition["dataset"], actor=actor, index=name, version=version,
+                embedded=len(todo), removed=int(len(removed)),
+            ))
+        return {
+            "index": name, "status": "built" if previous is None else "refreshed", "version": version,
+            "embedded": len(todo), "removed": int(len(removed)), "rows": len(current),
+            "cache_hits": int(getattr(self.embedder, "last_stats", {}).get("cache_hits", 0)),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+
+    def _mark_embedded(self, dataset: str, embedded_version: int) -> None:
+        """Clear the stale flag, unless rows landed while this refresh was embedding."""
+        if int(self._lake.dataset(dataset)["version"]) == embedded_version:
+            self._lake._catalog.record_embedded(dataset)
+
+    def _embed_with_progress(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+        batch = max(1, self.config.refresh_batch)
+        parts = []
+        for start in range(0, len(texts), batch):
+            parts.append(self.embedder.embed(texts[start:start + batch]))
+            if progress:
+                progress(min(start + batch, len(texts)), len(texts))
+        if progress and not texts:
+            progress(0, 0)
+        return np.vstack(parts) if parts else np.zeros((0, self.embedder.dim), np.float32)
+
+    def _all_vectors(self, chunks: Chunks) -> np.ndarray:
+        return self.embedder.embed(chunks.text)  # every text is a cache hit by now
+
+    def _read_chunks(self, definition: dict[str, Any], where: str | None = None) -> Chunks:
+        from lakehouse.lakehouse import quote_ident
+
+        texts = ", ".join(f"COALESCE(CAST({quote_ident(c)} AS VARCHAR), '')" for c in definition["text_columns"])
+        sql = (
+            f"SELECT CAST({quote_ident(definition['id_column'])} AS VARCHAR) AS doc_id, concat_ws(' ', {texts}) AS text "
+            f"FROM {quote_ident(definition['dataset'])}"
+        )
+        if where:
+            sql += f" WHERE {where}"
+        table = self._lake.sql(sql)
+        doc_ids, chunk_nos, chunk_texts = [], [], []
+        words, overlap = definition["chunk_words"], definition["chunk_overlap"]
+        for doc_id, text in zip(table["doc_id"].to_pylist(), table["text"].to_pylist()):
+            if doc_id is None:
+                continue
+            text = text or ""
+            pieces = [text] if len(text) < 4 * words and text.count(" ") < words else _core.chunk_text(text, words, overlap)
+            for n, piece in enumerate(pieces):
+                doc_ids.append(doc_id)
+                chunk_nos.append(n)
+                chunk_texts.append(piece)
+        keys = np.array([chunk_key(f"{d}#{n}") for d, n in zip(doc_ids, chunk_nos)], dtype=np.uint64)
+        hashes = np.array([hashlib.sha256(t.encode()).hexdigest() for t in chunk_texts], dtype=object)
+        return Chunks(np.array(doc_ids, dtype=object), np.array(chunk_nos, dtype=np.int32), chunk_texts, hashes, keys)
+
+    def _write_chunks(self, version_dir: Path, chunks: Chunks, dataset_version: int) -> None:
+        table = pa.table({
+            "key": pa.array(chunks.key, pa.uint64()),
+            "doc_id": pa.array(chunks.doc_id.tolist(), pa.string()),
+            "chunk_no": pa.array(chunks.chunk_no, pa.int32()),
+            "content_hash": pa.array(chunks.content_hash.tolist(), pa.string()),
+        }, metadata={"dataset_version": str(dataset_version)})
+        version_dir.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, version_dir / CHUNKS_FILE)
+
+    def _store_embeddings(self, name: str, definition: dict[str, Any], chunks: Chunks, vectors: np.ndarray, replace: bool) -> None:
+        if not len(chunks) and not replace:
+            return
+        dim = definition["dim"]
+        flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), pa.float32())
+        table = pa.table({
+            "doc_id": pa.array(chunks.doc_id.tolist(), pa.string()),
+            "chunk_id": pa.array(chunks.chunk_ids(), pa.string()),
+            "chunk_text": pa.array(chunks.text, pa.string()),
+            "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
+            "model": pa.array([definition["model_id"]] * len(chunks), pa.string()),
+            "content_hash": pa.array(chunks.content_hash.tolist(), pa.string()),
+            "embedded_at": pa.array([datetime.now(timezone.utc)] * len(chunks), pa.timestamp("us", tz="UTC")),
+        })
+        meta = {"lakehouse.actor": self._lake.actor, "lakehouse.dataset": definition["dataset"], "lakehouse.index": name}
+        self._lake._storage.write(f"{VECTORS_DIR}/{name}/embeddings", table, "overwrite" if replace else "append", meta)
+
+    def indexes_of(self, dataset: str) -> list[str]:
+        return [n for n in self.names() if self.definition(n)["dataset"] == dataset]
+
+    def refresh_in_background(self, dataset_or_index: str, *, actor: str | None = None) -> list[Any]:
+        """Start one refresh job per index over the dataset (or for the named index)."""
+        names = self.indexes_of(dataset_or_index) or ([dataset_or_index] if dataset_or_index in self.names() else [])
+        if not names:
+            raise NotFound(f"no vector index over {dataset_or_index!r}; create one with POST /vectors/index")
+        return [self.jobs.submit("refresh", n, lambda progress, n=n: self.refresh(n, actor=actor, progress=progress)) for n in names]
+
+    # ------------------------------------------------------------------ versions
+    def promote(self, name: str, version: int, *, actor: str | None = None, reason: str = "manual") -> dict[str, Any]:
+        """Flip the active pointer (durably, in the core), then swap the loaded version."""
+        registry = self.registry(name)
+        loaded = self._load_version(name, version)
+        promotion = registry.promote(version, actor or self._lake.actor, reason)
+        self._active[name] = loaded
+        return promotion
+
+    def rollback(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
+        registry = self.registry(name)
+        history = registry.history()
+        current = registry.active()
+        target = next((p["from"] for p in reversed(history) if current and p["to"] == current["version"]), None)
+        if target is None:
+            raise InvalidInput(f"index {name!r} has no earlier active version to roll back to")
+        loaded = self._load_version(name, target)
+        promotion = registry.rollback(actor or self._lake.actor)
+        self._active[name] = loaded
+        return promotion
+
+    def versions(self, name: str) -> dict[str, Any]:
+        registry = self.registry(name)
+        active = registry.active()
+        return {"index": name, "active": active["version"] if active else None, "versions": registry.versions(), "history": registry.history()}
+
+    def _load_version(self, name: str, version: int) -> LoadedVersion:
+        definition = self.definition(name)
+        info = next((v for v in self.registry(name).versions() if v["version"] == version), None)
+        if info is None:
+            raise NotFound(f"index {name!r} has no version {version}")
+        version_dir = self._dir(name) / info["location"]
+        backend = _backend_class(info["backend"]).open(version_dir, self._params(definition) | {"hnsw": info["params"]})
+        chunks = pq.read_table(version_dir / CHUNKS_FILE)
+        keys = chunks["key"].to_numpy()
+        order = np.argsort(keys)
+        docs = np.array(chunks["doc_id"].to_pylist(), dtype=object)
+        counts = pc.value_counts(chunks["doc_id"])
+        multi = {v["values"].as_py(): v["counts"].as_py() for v in counts if v["counts"].as_py() > 1}
+        dataset_version = int((chunks.schema.metadata or {}).get(b"dataset_version", b"0"))
+        return LoadedVersion(version, backend, keys[order], docs[order], multi, frozenset(docs.tolist()), dataset_version)
+
+    def active(self, name: str) -> LoadedVersion:
+        loaded = self._active.get(name)
+        if loaded is None:
+            info = self.registry(name).active()
+            if info is None:
+                raise NotFound(f"index {name!r} has no active version yet (its first build has not finished)")
+            loaded = self._load_version(name, info["version"])
+            self._active[name] = loaded
+        return loaded
+
+    def warm(self, names: list[str] | None = None) -> list[str]:
+        """Open the active versions of `names` (all by default) so the first search is fast."""
+        warmed = []
+        for name in names if names is not None else self.names():
+            try:
+                self.active(name)
+                warmed.append(name)
+            except NotFound:
+                pass
+        return warmed
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.names():
+            definition = self.definition(name)
+            active = self.registry(name).active()
+            manifest = self._lake._catalog.get_live(definition["dataset"]) or {}
+            out.append({
+                **{k: definition[k] for k in ("name", "dataset", "id_column", "text_columns", "model_id", "dim", "backend")},
+                "active_version": active["version"] if active else None,
+                "rows": active["rows"] if active else 0,
+                "params": active["params"] if active else None,
+                "stale": bool(manifest.get("embeddings_stale")),
+            })
+        return out
+
+    # ------------------------------------------------------------------ search
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embedder.embed([text])[0]
+
+    def search(
+        self,
+        name: str,
+        query: str | np.ndarray,
+        k: int = 10,
+        *,
+        doc_ids: list[str] | None = None,
+        include_unindexed: bool = True,
+    ) -> dict[str, Any]:
+        """Top-k documents by cosine similarity, optionally restricted to `doc_ids`.
+
+        Rows appended to the dataset since the active version was built are scored by
+        brute force and merged in (reported as `unindexed_searched`)."""
+        if k < 1:
+            raise InvalidInput("k must be at least 1")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        loaded = self.active(name)
+        vector = self.embed_query(query) if isinstance(query, str) else np.asarray(query, np.float32)
+        timings["embed_ms"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        allowed = None if doc_ids is None else loaded.keys_for_docs(doc_ids)
+        chunk_k = k if not loaded.chunks_per_doc else k * 3
+        result: SearchResult = loaded.backend.search(vector, chunk_k, allowed)
+        timings["search_ms"] = (time.perf_counter() - t1) * 1000
+        hits = list(zip(loaded.docs_for_keys(result.keys).tolist(), result.scores.tolist()))
+        unindexed = 0
+        if include_unindexed:
+            extra = self._unindexed(name, loaded, doc_ids)
+            if extra is not None and len(extra[0]):
+                unindexed = len(set(extra[0].tolist()))
+                hits += list(zip(extra[0].tolist(), (extra[1] @ vector).tolist()))
+        best: dict[str, float] = {}
+        for doc, score in hits:
+            if score > best.get(doc, -2.0):
+                best[doc] = score
+        ranked = sorted(best.items(), key=lambda item: -item[1])[:k]
+        timings["total_ms"] = (time.perf_counter() - t0) * 1000
+        eligible = result.candidates if result.candidates is not None else len(loaded.backend)
+        return {
+            "index": name,
+            "version": loaded.version,
+            "path": result.path,
+            "candidates": eligible,
+            "shortfall": max(0, k - len(ranked)),
+            "unindexed_searched": unindexed,
+            "hits": [{"doc_id": doc, "score": round(float(score), 6)} for doc, score in ranked],
+            "latency_ms": {key: round(v, 3) for key, v in timings.items()},
+        }
+
+    def _unindexed(self, name: str, loaded: LoadedVersion, doc_ids: list[str] | None):
+        """(doc ids, vectors) of dataset rows the active version does not hold yet."""
+        definition = self.definition(name)
+        with self.facade_lock:
+            manifest = self._lake._catalog.get_live(definition["dataset"]) or {}
+        if not manifest.get("embeddings_stale"):
+            return None
+        cache_key = (name, int(manifest.get("version", 0)))
+        if cache_key not in self._pending_cache:
+            with self.facade_lock:
+                current = self._read_chunks(definition)
+            fresh = np.array([d not in loaded.doc_ids for d in current.doc_id], dtype=bool)
+            rows = np.flatnonzero(fresh)
+            pending = current.take(rows)
+            vectors = self.embedder.embed(pending.text) if len(pending) else np.zeros((0, definition["dim"]), np.float32)
+            self._pending_cache[cache_key] = (pending.doc_id, vectors, pending.key)
+        docs, vectors, _ = self._pending_cache[cache_key]
+        if doc_ids is not None and len(docs):
+            mask = np.isin(docs, np.array(doc_ids, dtype=object))
+            return docs[mask], vectors[mask]
+        return docs, vectors

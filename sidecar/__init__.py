@@ -1,0 +1,1 @@
+"""The Lakehouse sidecar: a FastAPI service wrapping Ollama (see ``sidecar.app``)."""

@@ -1,0 +1,148 @@
+"""Hybrid search and playbook memory through the facade, with the real model."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lakehouse import Lakehouse
+from lakehouse.intelligence.hybrid import HybridQuery, hybrid_search
+
+TODAY = date.today()
+
+WORKERS = [
+    # id, name, role, city, state, reliability, certifications, profile
+    (1, "Ana Ruiz", "Welder", "Toledo", "OH", 0.91, "OSHA-10, AWS D1.1", "MIG and TIG welder, structural steel"),
+    (2, "Bo Chen", "Welder", "Toledo", "OH", 0.88, "OSHA-10", "MIG and TIG welder, structural steel"),
+    (3, "Cy Diaz", "Welder", "Toledo", "OH", 0.75, "", "pipe welder, stick welding"),
+    (4, "Di Evans", "Welder", "Akron", "OH", 0.95, "OSHA-30", "MIG and TIG welder, structural steel"),
+    (5, "Ed Fox", "Electrician", "Toledo", "OH", 0.90, "OSHA-10", "commercial electrician, conduit"),
+    (6, "Ana Ruiz", "Welder", "Toledo", "OH", 0.60, "", "flux core welder, farm equipment repair"),
+]
+
+
+def workers_table(rows=WORKERS) -> pa.Table:
+    cols = list(zip(*rows))
+    return pa.table({
+        "worker_id": pa.array(cols[0], pa.int64()), "name": list(cols[1]), "role": list(cols[2]), "city": list(cols[3]),
+        "state": list(cols[4]), "reliability": list(cols[5]), "certifications": list(cols[6]), "profile": list(cols[7]),
+        "archetype": ["leader" if i % 2 else "steady" for i in cols[0]],
+    })
+
+
+@pytest.fixture
+def lake(tmp_path: Path):
+    with Lakehouse(tmp_path / "data", actor="sarah") as lh:
+        lh.ingest_table(workers_table(), "workers")
+        lh.vectors.create("workers", ["role", "certifications", "profile"], "worker_id")
+        yield lh
+
+
+def search(lake: Lakehouse, **kwargs):
+    args = {"query": "structural steel welder", "role": "Welder", "city": "Toledo", "state": "OH", "k": 5} | kwargs
+    return hybrid_search(lake, HybridQuery(**args))
+
+
+def ranking(result) -> list[str]:
+    return [s["worker_id"] for s in result["sources"]]
+
+
+def test_sql_filter_then_semantic_rank_with_reasons_and_stage_latencies(lake: Lakehouse):
+    result = search(lake)
+    assert result["sql_matches"] == 4  # welders in Toledo (ids 1, 2, 3, 6)
+    assert set(ranking(result)) == {"1", "2", "3", "6"}
+    top = result["sources"][0]
+    assert top["worker_id"] in {"1", "2"} and top["boost"] == 0 and top["name"]
+    assert any("semantic match" in r for r in top["reasons"])
+    assert set(result["latency_ms"]) >= {"sql_ms", "embed_ms", "vector_ms", "boost_ms", "total_ms"}
+    assert result["playbook_boost"].startswith("playbook_boost: boosts=0 sources=0")
+
+
+def test_zero_sql_matches_is_an_empty_answer_not_an_error(lake: Lakehouse):
+    result = search(lake, city="Nashville", state="TN")
+    assert result["sources"] == [] and result["sql_matches"] == 0
+
+
+def test_a_past_placement_lifts_the_worker_and_the_shortlist_says_why(lake: Lakehouse):
+    baseline = search(lake)["sources"]
+    cy = next(s for s in baseline if s["worker_id"] == "3")
+    assert baseline[0]["worker_id"] != "3"
+    seeded = lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "date": TODAY.isoformat(),
+                                  "workers": [{"worker_id": "3", "name": "Cy Diaz"}]})
+    assert seeded["op"] == "ADD"
+    result = search(lake)
+    top = result["sources"][0]
+    assert top["worker_id"] == "3", ranking(result)
+    assert top["boost"] == pytest.approx(0.25)  # similarity 1.0 * 0.5 * e^0 / 1 worker, capped at 0.25
+    assert top["final_score"] == pytest.approx(cy["semantic_score"] + 0.25, abs=1e-3)
+    assert any("Welder x1 in Toledo, OH" in r for r in top["reasons"])
+    assert top["citations"][0]["exact_match"] is True
+    assert "boosts=1 sources=1 parsed=1 matched=1" in result["playbook_boost"]
+
+
+def test_two_workers_with_one_name_are_not_conflated(lake: Lakehouse):
+    lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "workers": [{"worker_id": "6", "name": "Ana Ruiz"}]})
+    sources = {s["worker_id"]: s for s in search(lake)["sources"]}
+    assert sources["6"]["boost"] > 0 and sources["1"]["boost"] == 0
+
+
+def test_a_no_show_halves_the_boost_on_the_next_query(lake: Lakehouse):
+    lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "date": (TODAY - timedelta(days=30)).isoformat(),
+                         "workers": [{"worker_id": "3", "name": "Cy Diaz"}]})
+    before = next(s for s in search(lake)["sources"] if s["worker_id"] == "3")["boost"]
+    assert lake.playbooks.mark_failed("Toledo", "OH", "3", "Cy Diaz") == 1
+    after = next(s for s in search(lake)["sources"] if s["worker_id"] == "3")
+    assert after["boost"] == pytest.approx(before / 2, rel=1e-3)
+    assert any("no-show" in r for r in after["reasons"])
+
+
+def test_an_expired_playbook_or_a_changed_schema_stops_the_boost(lake: Lakehouse):
+    lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "valid_until": (TODAY - timedelta(days=1)).isoformat(),
+                         "date": (TODAY - timedelta(days=5)).isoformat(), "workers": [{"worker_id": "3", "name": "Cy Diaz"}]})
+    result = search(lake)
+    assert all(s["boost"] == 0 for s in result["sources"])
+    assert result["playbook"]["skipped_expired"] == 1
+    lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "workers": [{"worker_id": "2", "name": "Bo Chen"}]})
+    assert next(s for s in search(lake)["sources"] if s["worker_id"] == "2")["boost"] > 0
+    lake.ingest_table(workers_table().append_column("zip", pa.array(["43604"] * len(WORKERS))), "workers", mode="replace")
+    result = search(lake)
+    assert all(s["boost"] == 0 for s in result["sources"])
+    assert result["playbook"]["skipped_schema_changed"] == 1
+
+
+def test_the_same_fill_twice_is_a_noop_and_more_workers_update_it(lake: Lakehouse):
+    fill = {"role": "Welder", "city": "Toledo", "state": "OH", "operation": "Riverfront Steel welders", "date": "2026-11-01",
+            "workers": [{"worker_id": "1", "name": "Ana Ruiz"}]}
+    assert lake.playbooks.seed(fill)["op"] == "ADD"
+    assert lake.playbooks.seed(fill)["op"] == "NOOP"
+    more = fill | {"workers": [{"worker_id": "2", "name": "Bo Chen"}]}
+    assert lake.playbooks.seed(more)["op"] == "UPDATE"
+    assert len(lake.playbooks) == 1
+    assert len(lake.playbooks.entries()[0]["workers"]) == 2
+
+
+def test_memory_reloads_with_identical_answers_after_a_restart(tmp_path: Path):
+    with Lakehouse(tmp_path / "data", actor="sarah") as lh:
+        lh.ingest_table(workers_table(), "workers")
+        lh.vectors.create("workers", ["role", "certifications", "profile"], "worker_id")
+        lh.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "workers": [{"worker_id": "3", "name": "Cy Diaz"}]})
+        lh.playbooks.mark_failed("Toledo", "OH", "3", "Cy Diaz")
+        before = search(lh)
+    with Lakehouse(tmp_path / "data", actor="sarah") as lh:
+        after = search(lh)
+    assert [(s["worker_id"], s["boost"], s["final_score"]) for s in after["sources"]] == \
+        [(s["worker_id"], s["boost"], s["final_score"]) for s in before["sources"]]
+
+
+def test_patterns_and_stats_summarise_past_fills(lake: Lakehouse):
+    lake.playbooks.seed({"role": "Welder", "city": "Toledo", "state": "OH", "operation": "Welders for Riverfront Steel",
+                         "workers": [{"worker_id": "1", "name": "Ana Ruiz"}, {"worker_id": "2", "name": "Bo Chen"}]})
+    patterns = lake.playbooks.patterns("welders in Toledo", city="Toledo", state="OH")
+    assert patterns["playbooks"] == 1 and patterns["workers"] == 2
+    assert patterns["certifications"][0] == {"value": "OSHA-10", "count": 2, "share": 1.0}
+    assert "100% OSHA-10" in patterns["summary"]
+    stats = lake.playbooks.stats()
+    assert (stats["playbooks"], stats["endorsements"], stats["new_today"]) == (1, 2, 1)
