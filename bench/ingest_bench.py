@@ -277,7 +277,19 @@ def pg_child(side: str, dsn: str, table: str) -> None:
         started = time.perf_counter()
         rows = PG_SIDES[side](dsn, table, Path(tmp))
         seconds = time.perf_counter() - started
-    print(json.dumps({"side": side, "seconds": seconds, "rows": rows, "peak_rss_mb": peak_rss_mib()}))
+    print(json.dumps({"side": side, "seconds": seconds, "rows": rows, "peak_rss_mb": own_peak_rss_mib()}))
+
+
+def own_peak_rss_mib() -> float:
+    """This process's own high-water mark. Not `getrusage`: Linux carries `ru_maxrss`
+    over from the parent through fork and exec, so a child would report the parent's."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return peak_rss_mib()
 
 
 def pg_measure(side: str, dsn: str, table: str) -> dict[str, Any]:
@@ -439,9 +451,12 @@ def _bench_run_module():
     import importlib.machinery
     import importlib.util
 
+    if "lakehouse_bench_run" in sys.modules:
+        return sys.modules["lakehouse_bench_run"]
     loader = importlib.machinery.SourceFileLoader("lakehouse_bench_run", str(BENCH_DIR / "run"))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # its dataclasses look their module up
     loader.exec_module(module)
     return module
 

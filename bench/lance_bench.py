@@ -25,6 +25,7 @@ import contextlib
 import gc
 import json
 import math
+import os
 import resource
 import shutil
 import statistics
@@ -74,13 +75,14 @@ def p95(samples: list[float]) -> float:
 
 
 def record(case: str, metric: str, ours: float, peer: str | None = None, peer_value: float | None = None,
-           rows: int | None = None, **extra: Any) -> dict[str, Any]:
+           rows: int | None = None, digits: int = 3, **extra: Any) -> dict[str, Any]:
     """The record shape bench/run emits (area, case, metric, ours, peer, peer_value, ratio, rows, ...)."""
     ratio = ours / peer_value if peer_value else None
-    out = {"area": AREA, "case": case, "metric": metric, "ours": rnd(ours), "peer": peer,
-           "peer_value": rnd(peer_value), "ratio": rnd(ratio) if peer is not None else None, "rows": rows}
+    out = {"area": AREA, "case": case, "metric": metric, "ours": rnd(ours, digits), "peer": peer,
+           "peer_value": rnd(peer_value, digits), "ratio": rnd(ratio) if peer is not None else None, "rows": rows}
     out.update(extra)
     out["peak_rss_mib"] = peak_rss_mib()
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the 2 cores skews absolute numbers
     return out
 
 
@@ -129,7 +131,7 @@ def run(quick: bool, seed: int = 42, workdir: Path | None = None) -> list[dict[s
     from lakehouse.vectors.lance_backend import LanceBackend
 
     n, dim = (10_000, 768) if quick else (100_000, 768)
-    n_queries, n_fetch, n_appends, warmup = (60, 200, 5, 5) if quick else (200, 300, 10, 10)
+    n_queries, n_fetch, n_appends, warmup = (60, 200, 15, 5) if quick else (200, 300, 51, 10)
     rng = np.random.default_rng(seed)
     # distinct 62-bit keys (like chunk_key's), shared out between the base and the appends
     need = n + 200 * n_appends  # base rows + 100 appended rows per side and repetition
@@ -219,8 +221,8 @@ def run(quick: bool, seed: int = 42, workdir: Path | None = None) -> list[dict[s
                         peer_s.append(time.perf_counter() - start)
         found = ours.search(batches[-1][2][0], 1).keys[0] == batches[-1][0][0]
         results.append(record(
-            "append_100", "seconds", p50(ours_s), PEER, p50(peer_s), rows=100,
-            ours_p95=rnd(p95(ours_s), 4), peer_p95=rnd(p95(peer_s), 4), iterations=n_appends,
+            "append_100", "seconds", p50(ours_s), PEER, p50(peer_s), rows=100, digits=5,
+            ours_p95=rnd(p95(ours_s), 5), peer_p95=rnd(p95(peer_s), 5), iterations=n_appends,
             base_rows=n, versions=[ours.version, state["peer"].version], appended_row_found=bool(found),
             anchor="spec: 0.08 s"))
         log(f"  append_100 p50 ours {p50(ours_s) * 1e3:.1f} ms, direct {p50(peer_s) * 1e3:.1f} ms, "

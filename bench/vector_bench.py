@@ -167,6 +167,7 @@ def record(area: str, case: str, metric: str, ours: float | None, peer: str | No
     }
     out.update(extra)
     out["peak_rss_mib"] = peak_rss_mib()
+    out["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the box skews the numbers
     return out
 
 
@@ -299,19 +300,32 @@ def load_profiles(sizes: Sizes, seed: int = SEED) -> ProfileData:
         log(f"minilm vectors: embedding {n + q:,} profiles with {embedder.model_id} (cached afterwards in {CACHE_DIR})")
         started = time.perf_counter()
         everything = texts + query_texts
-        parts = []
-        for start in range(0, len(everything), 2048):
-            parts.append(np.array(embedder.embed(everything[start:start + 2048]), dtype=np.float32))
-            done = start + len(parts[-1])
-            if len(parts) % 5 == 0 or done == len(everything):
-                rate = done / (time.perf_counter() - started)
-                log(f"  embedded {done:,}/{len(everything):,} ({rate:.0f} texts/s)")
-        vectors = np.vstack(parts)
+        # checkpointed in parts, so an interrupted run resumes where it stopped
+        parts_dir = CACHE_DIR / f"{stem}.parts"
+        parts_dir.mkdir(exist_ok=True)
+        part_rows = 4096
+        part_files = []
+        embedded_now = 0
+        for start in range(0, len(everything), part_rows):
+            part = parts_dir / f"part-{start:08d}.npy"
+            part_files.append(part)
+            if part.is_file():
+                continue
+            vectors = np.array(embedder.embed(everything[start:start + part_rows]), dtype=np.float32)
+            np.save(part.with_name(part.name + ".tmp.npy"), vectors)
+            part.with_name(part.name + ".tmp.npy").replace(part)
+            embedded_now += len(vectors)
+            rate = embedded_now / (time.perf_counter() - started)
+            log(f"  embedded {start + len(vectors):,}/{len(everything):,} ({rate:.0f} texts/s)")
+        vectors = np.vstack([np.load(part) for part in part_files])
         base, queries = vectors[:n], vectors[n:]
         for path, array in ((base_path, base), (query_path, queries)):
             tmp = path.with_name(path.name + ".tmp.npy")
             np.save(tmp, array)
             tmp.replace(path)
+        for part in part_files:  # the files written above; the directory goes only when empty
+            part.unlink(missing_ok=True)
+        parts_dir.rmdir()
         (CACHE_DIR / f"{stem}.json").write_text(json.dumps({
             "texts": n, "queries": q, "seed": seed, "model": model_id, "embed_seconds": round(time.perf_counter() - started, 1),
             "generator": demo_data_version(),
@@ -936,6 +950,7 @@ def _bench_run_module():
     loader = importlib.machinery.SourceFileLoader("lakehouse_bench_run", str(BENCH_DIR / "run"))
     spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # its dataclasses look their module up while it loads
     loader.exec_module(module)
     return module
 
@@ -960,7 +975,8 @@ def main(argv: list[str]) -> int:
         results = run(args.quick, areas=areas, workdir=args.workdir, seed=args.seed)
         try:
             machine = _bench_run_module().machine_info()
-        except SystemExit:
+        except (Exception, SystemExit) as exc:  # the numbers matter more than the machine block
+            log(f"machine info unavailable: {exc}")
             machine = {}
         report = {"machine": machine, "quick": args.quick, "results": results}
         text = json.dumps(report, allow_nan=False)

@@ -215,6 +215,7 @@ def main() -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per gateway call would drown the request log
     s = settings_from_env()
     app = create_app(s["gateway_url"], s["api_key"], s["data_dir"], api_keys=s["api_keys"], seed_actions=s["seed_actions"])
     log.info("recruiter API on http://%s:%d over the gateway at %s (data dir %s)", s["host"], s["port"], s["gateway_url"], s["data_dir"])

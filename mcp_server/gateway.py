@@ -63,8 +63,18 @@ class RecruiterGateway(GatewayClient):
             self._manifests[name] = (now, manifest)
         return manifest
 
-    def has_dataset(self, name: str) -> bool:
-        return any(d.get("name") == name for d in self.datasets())
+    def dataset_names(self, *, max_age_s: float = MANIFEST_TTL_S) -> set[str]:
+        """Live dataset names, cached up to `max_age_s` (for optional, informational reads only:
+        a decision that must not miss a new dataset queries it directly)."""
+        now = time.monotonic()
+        with self._manifest_lock:
+            cached = self._manifests.get("\0names")
+            if cached and now - cached[0] < max_age_s:
+                return cached[1]["names"]
+        names = {d.get("name") for d in self.datasets()}
+        with self._manifest_lock:
+            self._manifests["\0names"] = (now, {"names": names})
+        return names
 
     # ------------------------------------------------------------------ intelligence
     def hybrid(self, request: dict[str, Any]) -> dict[str, Any]:

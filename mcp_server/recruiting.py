@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -44,6 +45,9 @@ CALL_LOG = "call_log.jsonl"
 #: worker columns added to hybrid results (the gateway returns the ranking columns);
 #: tagged columns are masked per role before they leave this service
 CONTACT_COLUMNS = ("phone", "email", "zip", "available_from")
+#: contact rows are re-read from the workers dataset after this long
+CONTACT_TTL_S = 30.0
+CONTACT_CACHE_MAX = 50_000
 #: placement outcomes that do not hold the worker for the shift
 FREE_OUTCOMES = ("no_show", "terminated", "cancelled", "canceled")
 #: log actions -> call-log channel
@@ -144,6 +148,8 @@ class Recruiting:
         self.store = store
         self.seed_actions = seed_actions
         self.executor = executor or ThreadPoolExecutor(max_workers=6, thread_name_prefix="recruiter")
+        self._contacts: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
+        self._contacts_lock = threading.Lock()
 
     # ------------------------------------------------------------------ masking
     def worker_tags(self) -> tuple[dict[str, str], list[str]]:
@@ -319,20 +325,33 @@ class Recruiting:
         return result
 
     def enrich(self, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add contact columns (and any tagged column) the hybrid answer does not carry."""
+        """Add contact columns (and any tagged column) the hybrid answer does not carry.
+        Rows are cached for `CONTACT_TTL_S` so a re-run search costs no extra query."""
         if not sources:
             return sources
         tags, columns = self.worker_tags()
-        wanted = [c for c in columns if (c in CONTACT_COLUMNS or c in tags) and c not in sources[0] and c != "worker_id"]
+        wanted = tuple(c for c in columns if (c in CONTACT_COLUMNS or c in tags) and c not in sources[0] and c != "worker_id")
         if not wanted:
             return sources
-        ids = ", ".join(sql_literal(s["worker_id"]) for s in sources)
-        rows = self.gateway.rows(
-            f"SELECT CAST(worker_id AS VARCHAR) AS worker_id, {', '.join(quote_ident(c) for c in wanted)} "
-            f"FROM {quote_ident(WORKERS)} WHERE CAST(worker_id AS VARCHAR) IN ({ids})"
-        )
-        extra = {r.pop("worker_id"): r for r in rows}
-        return [{**s, **extra.get(s["worker_id"], {})} for s in sources]
+        now = time.monotonic()
+        with self._contacts_lock:
+            cached = {s["worker_id"]: hit[1] for s in sources
+                      if (hit := self._contacts.get((s["worker_id"], wanted))) and now - hit[0] < CONTACT_TTL_S}
+        missing = [s["worker_id"] for s in sources if s["worker_id"] not in cached]
+        if missing:
+            ids = ", ".join(sql_literal(w) for w in missing)
+            rows = self.gateway.rows(
+                f"SELECT CAST(worker_id AS VARCHAR) AS worker_id, {', '.join(quote_ident(c) for c in wanted)} "
+                f"FROM {quote_ident(WORKERS)} WHERE CAST(worker_id AS VARCHAR) IN ({ids})"
+            )
+            with self._contacts_lock:
+                if len(self._contacts) > CONTACT_CACHE_MAX:
+                    self._contacts.clear()
+                for r in rows:
+                    wid = r.pop("worker_id")
+                    cached[wid] = r
+                    self._contacts[(wid, wanted)] = (now, r)
+        return [{**s, **cached.get(s["worker_id"], {})} for s in sources]
 
     # ------------------------------------------------------------------ match
     def contract_from(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -372,7 +391,7 @@ class Recruiting:
         exclude = sorted(set(blacklisted) | set(bookings["booked"]) | set(bookings["no_show"]))
         request = {
             "query": query or f"reliable {contract['role']} in {contract['city']}, {contract['state']}",
-            "k": k or max(contract["count"] * 3, 10),
+            "k": max(k or max(contract["count"] * 3, 10), contract["count"]),
             "role": contract["role"], "city": contract["city"], "state": contract["state"],
             "exclude_worker_ids": exclude, "use_playbook_memory": use_memory,
             **{f: v for f, v in filters.items() if v not in (None, [])},
@@ -532,9 +551,10 @@ class Recruiting:
         hybrid = got["hybrid"]
         sources = hybrid.get("sources", []) if "error" not in hybrid else []
         playbook_workers = [s for s in sources if s.get("boost", 0) > 0][:k]
-        t = time.perf_counter()
-        playbook_workers = self.enrich(playbook_workers)  # contact columns, as /search shows them
-        latency["contacts_ms"] = round((time.perf_counter() - t) * 1000, 3)
+        if body.get("contacts"):  # contact columns, as /search shows them (one more query: opt-in)
+            t = time.perf_counter()
+            playbook_workers = self.enrich(playbook_workers)
+            latency["contacts_ms"] = round((time.perf_counter() - t) * 1000, 3)
         reliable = self._reliable(sources, ledger)
         tags = got["tags"] if isinstance(got["tags"], dict) and "error" not in got["tags"] else None
         if who.role != "admin":
@@ -561,7 +581,7 @@ class Recruiting:
 
     def prior_placements(self, role: str | None, city: str | None, state: str | None, limit: int = 20) -> list[dict[str, Any]]:
         """Past placements on job orders of this role and place (from the datasets)."""
-        if not (role and city and state):
+        if not (role and city and state) or not {PLACEMENTS, JOB_ORDERS} <= self.gateway.dataset_names():
             return []
         sql = (
             "SELECT p.placement_id, CAST(p.worker_id AS VARCHAR) AS worker_id, p.start_date, p.end_date, p.outcome, p.rating, "

@@ -146,6 +146,7 @@ class MemoryQuery(BaseModel):
     state: str | None = None
     k: int = Field(default=10, ge=1, le=100)
     client: str | None = None
+    contacts: bool = Field(default=False, description="add contact columns (masked per role) to playbook_workers: one more query")
 
 
 class SeedRequest(BaseModel):
@@ -197,7 +198,7 @@ def search(body: SearchRequest, request: Request, who: Caller = Depends(caller))
         s.workspaces.entry(body.workspace_id)  # 404 before any work
     result = s.recruiting.search(who, body.model_dump(exclude={"workspace_id"}))
     if body.workspace_id:
-        s.workspaces.record(body.workspace_id, who.name, "search", f"searched {result['query']!r}: {len(result['sources'])} result(s)")
+        s.workspaces.record(body.workspace_id, who.name, "search", f"searched {result.get('query') or body.query!r}: {len(result['sources'])} result(s)")
     return JSON(result)
 
 

@@ -110,7 +110,7 @@ class ToolRegistry:
         return name in self._tools
 
     # ------------------------------------------------------------------ invocation
-    def call(self, name: str, caller: Caller, **args: Any) -> Any:
+    def call(self, name: str, caller: Caller, /, **args: Any) -> Any:
         """Run tool `name` as `caller`; the call is audited whatever happens."""
         tool = self._tools.get(name)
         if tool is None:

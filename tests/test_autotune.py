@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from lakehouse import Lakehouse
 from lakehouse.config import ApiKey, Config
 from lakehouse.errors import InvalidInput, NotFound
 from lakehouse.vectors.autotune import (
+    AutotuneLoop,
     Autotuner,
     autotune_due_indexes,
     config_key,
@@ -47,11 +49,26 @@ def bios(n: int, start: int = 0) -> pa.Table:
     return pa.table({"worker_id": [f"p{i}" for i in ids], "bio": text})
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A data directory with 300 embedded profiles, built once per module (embedding is
+    the slow part) and copied for every test."""
+    data = tmp_path_factory.mktemp("autotune-template") / "data"
+    with Lakehouse(data, actor="tester") as lake:
+        lake.ingest_table(bios(300), "bench")
+        lake.vectors.create("bench", ["bio"], "worker_id", hnsw=SLOW)
+    return data
+
+
+def copy_of(template: Path, target: Path) -> Path:
+    shutil.copytree(template, target, ignore=shutil.ignore_patterns(".lock"))
+    return target
+
+
 @pytest.fixture
-def lake(lh: Lakehouse) -> Lakehouse:
-    lh.ingest_table(bios(300), "bench")
-    lh.vectors.create("bench", ["bio"], "worker_id", hnsw=SLOW)
-    return lh
+def lake(template: Path, tmp_path: Path):
+    with Lakehouse(copy_of(template, tmp_path / "data"), actor="tester") as lake:
+        yield lake
 
 
 def journal(lake: Lakehouse) -> list[dict]:
@@ -122,19 +139,19 @@ def test_a_configuration_below_the_gate_is_never_promoted(lake: Lakehouse):
 def test_a_better_configuration_is_promoted_and_rollback_restores_the_previous(lake: Lakehouse):
     tuner = Autotuner(lake.vectors)
     before = lake.vectors.search("bench", "certified welder in Toledo", 5)["hits"]
-    result = tuner.run("bench", configs=[{"ef_search": 64}], actor="tuner-bot")
+    result = tuner.run("bench", configs=[{"ef_search": 128}], actor="tuner-bot")
     trial = result["trials"][0]
-    assert trial["promoted"], trial  # same graph, an 8x narrower beam: as exact, much faster
+    assert trial["promoted"], trial  # same graph, a 4x narrower beam: as exact, much faster
     assert trial["recall"] >= 0.9 and trial["p50_us"] < trial["baseline"]["p50_us"]
     assert result["promoted"] == [2] and trial["version"] == 2
     versions = lake.vectors.versions("bench")
     assert versions["active"] == 2
-    assert versions["versions"][-1]["params"]["ef_search"] == 64 and versions["versions"][-1]["location"] == "v2"
+    assert versions["versions"][-1]["params"]["ef_search"] == 128 and versions["versions"][-1]["location"] == "v2"
     assert versions["history"][-1]["actor"] == "tuner-bot" and versions["history"][-1]["reason"].startswith("autotune")
     assert (lake.path / "_vectors" / "bench" / "v2" / "chunks.parquet").is_file()
     assert lake.vectors.search("bench", "certified welder in Toledo", 5)["version"] == 2
     status = tuner.status("bench")
-    assert status["active"]["config"]["ef_search"] == 64 and status["active"]["autotuned"]
+    assert status["active"]["config"]["ef_search"] == 128 and status["active"]["autotuned"]
     assert not any(p.name.startswith(".autotune-") for p in (lake.path / "_vectors" / "bench").iterdir())
 
     rolled = tuner.rollback("bench", actor="ops")
@@ -146,7 +163,7 @@ def test_a_better_configuration_is_promoted_and_rollback_restores_the_previous(l
 
 
 def test_the_promotion_survives_reopening_the_data_directory(lake: Lakehouse):
-    Autotuner(lake.vectors).run("bench", configs=[{"ef_search": 64}])
+    assert Autotuner(lake.vectors).run("bench", configs=[{"ef_search": 128}])["promoted"] == [2]
     path = lake.path
     lake.close()
     with Lakehouse(path) as reopened:
@@ -205,6 +222,23 @@ def test_growth_retriggers_autotune(lake: Lakehouse):
     assert tuner.status("bench")["due"] is False
 
 
+def test_the_agent_loop_tunes_due_indexes_only(lake: Lakehouse):
+    lake.ingest_table(bios(20), "small")
+    lake.vectors.create("small", ["bio"], "worker_id")
+    tuner = Autotuner(lake.vectors, min_rows_untuned=100)
+    assert autotune_due_indexes(lake.vectors, tuner) == ["bench"]  # "small" has 20 rows
+    loop = AutotuneLoop(lake.vectors, interval_s=3600, budget=2, tuner=tuner).start()
+    deadline = time.monotonic() + 30
+    while loop.runs < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    loop.stop(timeout_s=10)
+    assert [r["index"] for r in loop.last_results] == ["bench"] and loop.last_results[0]["trials"] == 2
+    assert {t["actor"] for t in journal(lake)} == {"autotune-agent"}
+    assert not (lake.path / "_vectors" / "small" / "trials.jsonl").exists()
+    assert autotune_due_indexes(lake.vectors, tuner) == []
+
+
 def test_autotune_refuses_unknown_and_non_hnsw_indexes(lake: Lakehouse):
     tuner = Autotuner(lake.vectors)
     with pytest.raises(NotFound):
@@ -229,12 +263,10 @@ def admin_client(lake: Lakehouse) -> TestClient:
 
 
 @pytest.fixture
-def gateway_lake(tmp_path: Path):
-    config = Config.load(tmp_path / "data", env={})
+def gateway_lake(template: Path, tmp_path: Path):
+    config = Config.load(copy_of(template, tmp_path / "data"), env={})
     config.gateway.api_keys = [ApiKey("admin-key", "admin", "alice"), ApiKey("reader-key", "reader", "rita")]
     with Lakehouse(config=config) as lake:
-        lake.ingest_table(bios(200), "bench")
-        lake.vectors.create("bench", ["bio"], "worker_id", hnsw=SLOW)
         yield lake
 
 
@@ -271,14 +303,11 @@ def _cli_app():
     return app
 
 
-def test_cli_runs_and_reports_autotune(tmp_path: Path, monkeypatch):
+def test_cli_runs_and_reports_autotune(template: Path, tmp_path: Path, monkeypatch):
     for var in [v for v in os.environ if v.startswith("LAKEHOUSE_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("COLUMNS", "220")
-    data = tmp_path / "data"
-    with Lakehouse(data) as lake:
-        lake.ingest_table(bios(120), "bench")
-        lake.vectors.create("bench", ["bio"], "worker_id", hnsw=SLOW)
+    data = copy_of(template, tmp_path / "data")
     runner = CliRunner()
     app = _cli_app()
     ran = runner.invoke(app, ["--data-dir", str(data), "autotune", "run", "bench", "--config", "ef=64", "--config", "m=8,ef=32"])

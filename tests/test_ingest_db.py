@@ -558,6 +558,21 @@ def test_without_a_key_the_same_changes_are_appended_beside_the_old_rows(lh, pg_
 
 
 @needs_pg
+def test_an_upsert_replacing_many_keys_deletes_them_in_bounded_chunks(lh, pg_table, monkeypatch):
+    import lakehouse.ingest.db_sync as db_sync
+
+    monkeypatch.setattr(db_sync, "DELETE_KEYS_PER_COMMIT", 30)  # the core cannot parse huge IN lists
+    sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at", key="id")
+    _pg_execute(UPDATE_SQL["postgres"].format(t=pg_table.name))
+    result = sync_db(lh, PG_DSN, table=pg_table.name, name="workers", watermark="updated_at", key="id")
+    assert result["rows_replaced"] == 100
+    deletes = lh.journal(dataset="workers", operation="delete")
+    assert sorted(e["details"]["keys"] for e in deletes) == [10, 30, 30, 30]
+    assert ids_in_lake(lh) == (ROWS, ROWS, ROWS)
+    assert checksum(lake_rows(lh, "workers")) == checksum(pg_table.check_rows())
+
+
+@needs_pg
 def test_duplicate_keys_in_one_increment_keep_the_latest_row(lh):
     name = f"lh_test_events_{uuid.uuid4().hex[:8]}"
     _pg_execute(f"CREATE TABLE {name} (seq bigint, worker_id int, status text, at timestamptz)")

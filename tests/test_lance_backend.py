@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("lance")
 
 from lakehouse.vectors.backend import SearchResult, chunk_key  # noqa: E402
-from lakehouse.vectors.lance_backend import LanceBackend, choose_params  # noqa: E402
+from lakehouse.vectors.lance_backend import LanceBackend, choose_params, lance_overrides  # noqa: E402
 
 N, DIM, K = 3_000, 384, 10
 PARAMS = {"exact_threshold": 1_000, "exact_filter_threshold": 200}
@@ -102,13 +102,13 @@ def test_build_then_search_finds_each_stored_vector_as_its_own_nearest_neighbour
 
 def test_search_recall_at_10_is_at_least_0_9_against_exact_numpy_search(built, corpus):
     keys, vectors = corpus
+    index_of = {int(k): i for i, k in enumerate(keys)}
     recalls = []
     for q in queries(vectors, 40, seed=2):
         result = built.search(q, K)
         truth, _ = exact_top(vectors, keys, q, K)
         recalls.append(recall(result.keys, truth))
         # refine re-ranks with the stored vectors: scores are the true cosine similarities
-        index_of = {int(k): i for i, k in enumerate(keys)}
         stored = vectors[[index_of[int(k)] for k in result.keys]]
         np.testing.assert_allclose(result.scores, stored @ q, atol=1e-5)
     assert np.mean(recalls) >= 0.9, f"recall@10 {np.mean(recalls):.3f}"
@@ -215,7 +215,9 @@ def test_fetch_by_key_returns_the_stored_vectors_through_the_key_index(built, co
     fetched = built.fetch(keys[picks])
     assert fetched.dtype == np.float32 and fetched.shape == (len(picks), DIM)
     np.testing.assert_array_equal(fetched, vectors[picks])
-    np.testing.assert_array_equal(built.fetch(keys[[8]]), vectors[[8]])
+    one = built.fetch(keys[[8]])
+    np.testing.assert_array_equal(one, vectors[[8]])
+    one *= 2  # the caller owns what it gets (not a read-only view of Lance's buffer)
     assert built.fetch(np.empty(0, np.uint64)).shape == (0, DIM)
     with pytest.raises(KeyError):
         built.fetch(np.concatenate([keys[:2], keys_for("missing", 1)]))
@@ -246,12 +248,31 @@ def test_build_refuses_to_overwrite_an_existing_version(built, corpus):
 def test_parameters_are_chosen_from_the_data_size():
     big = choose_params(100_000, 768)
     assert big["indexed"] and big["num_partitions"] == 316 and 768 % big["num_sub_vectors"] == 0
-    assert big["num_sub_vectors"] == 48 and big["nprobes"] == 16
+    assert big["num_sub_vectors"] == 96 and big["nprobes"] == 16
     assert choose_params(20_000, 384)["num_sub_vectors"] == 48  # 8-d sub-vectors at 384-d
-    assert choose_params(20_000, 384)["num_partitions"] == 78  # capped: Lance trains one per 256 rows
+    assert choose_params(20_000, 384)["num_partitions"] == 141
+    assert choose_params(20_000, 384, {"sample_rate": 256})["num_partitions"] == 78  # Lance trains one per 256 rows
     assert not choose_params(9_999, 384)["indexed"]
     assert 100 % choose_params(50_000, 100)["num_sub_vectors"] == 0
     with pytest.raises(ValueError):
         choose_params(50_000, 384, {"num_sub_vectors": 7})
     with pytest.raises(ValueError):
         choose_params(50_000, 384, {"metric": "L2"})
+
+
+def test_params_in_the_index_managers_shape_are_understood(tmp_path, corpus):
+    keys, vectors = corpus
+    manager_params = {"hnsw": {"connectivity": 16}, "planner": {"exact_max_candidates": 20_000}, "threads": 2,
+                      "mmap": True, "dim": DIM, "lance": {"exact_threshold": 100_000, "refine_factor": 5}}
+    assert lance_overrides(manager_params) == {"exact_threshold": 100_000, "refine_factor": 5}
+    backend = LanceBackend.build(tmp_path / "v", keys[:500], vectors[:500], manager_params)
+    assert not backend.indexed and backend.params["refine_factor"] == 5
+    reopened = LanceBackend.open(tmp_path / "v", {**manager_params, "lance": {"refine_factor": 30, "nprobes": 4}})
+    assert reopened.params["refine_factor"] == 30 and reopened.params["nprobes"] == 4
+    assert reopened.params["exact_threshold"] == 100_000  # build-time settings stay as built
+    with pytest.raises(ValueError):
+        LanceBackend.build(tmp_path / "w", keys[:10], vectors[:10], {"lance": {"nprobs": 3}})
+    with pytest.raises(ValueError):
+        LanceBackend.build(tmp_path / "x", keys[:10], vectors[:10], {"dim": DIM + 1})
+    empty = LanceBackend.build(tmp_path / "empty", np.empty(0, np.uint64), np.empty(0, np.float32), {"dim": DIM})
+    assert len(empty) == 0 and empty.dim == DIM and empty.search(vectors[0], K).shortfall == K

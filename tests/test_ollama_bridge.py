@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from lakehouse.vectors.ollama import (
     OllamaClient,
     OllamaConfig,
+    OllamaEmbedder,
     OllamaRequestError,
     OllamaUnavailable,
     SourceUnavailable,
@@ -293,9 +295,83 @@ def test_config_reads_lakehouse_ollama_environment():
     assert (cfg.url, cfg.batch_size, cfg.connect_timeout_seconds, cfg.unload_on_swap) == ("http://gpu-box:11434", 16, 0.2, False)
     with OllamaClient("http://other:1", config=cfg) as c:
         assert c.base_url == "http://other:1" and c.config.batch_size == 16
+    with OllamaClient(cfg) as c:  # a config may also be passed positionally
+        assert c.base_url == "http://gpu-box:11434"
 
 
 def test_errors_survive_pickling():
     err = OllamaUnavailable("down", url="http://x", reason="connection refused")
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is OllamaUnavailable and copy.reason == "connection refused" and str(copy) == "down"
+
+
+# -- OllamaEmbedder: the vector layer's embedder, with the on-disk content-hash cache --------
+
+
+def test_embedder_never_embeds_a_text_twice_across_instances(stub, tmp_path):
+    texts = ["welder Toledo", "forklift Joliet", "welder Toledo"]
+    with OllamaClient(stub.url) as client:
+        embedder = OllamaEmbedder(client, cache_dir=tmp_path)
+        assert (embedder.model_id, embedder.dim) == ("nomic-embed-text", 768)
+        first = embedder.embed(texts)
+        assert embedder.last_stats == {"texts": 3, "cache_hits": 0, "embedded": 2}
+        assert stub.batch_sizes == [2]
+        np.testing.assert_allclose(first, expected(texts), atol=1e-5)
+        second = OllamaEmbedder(client, cache_dir=tmp_path).embed(["forklift Joliet", "new text", *texts])
+    assert stub.batch_sizes == [2, 1]  # only "new text" went to Ollama
+    np.testing.assert_array_equal(second[2:], first)
+    assert second.dtype == np.float32 and second.shape == (5, 768)
+
+
+def test_embedder_cache_is_the_core_cache_file(stub, tmp_path):
+    """Ollama vectors go into the core's cache file: one record per text, and a torn
+    tail (a crash mid-append) is cut off when the cache is opened again."""
+    from lakehouse import _core
+
+    with OllamaClient(stub.url) as client:
+        OllamaEmbedder(client, cache_dir=tmp_path).embed(["a", "b"])
+    path = tmp_path / "nomic-embed-text.768d.bin"
+    record = 32 + 768 * 4
+    assert path.stat().st_size == 2 * record
+    with open(path, "ab") as f:
+        f.write(b"\x01" * 100)
+    cache = _core.EmbeddingCache(str(tmp_path), "nomic-embed-text", 768)
+    assert len(cache) == 2 and path.stat().st_size == 2 * record
+    raw, hits = cache.lookup(["a", "unknown"])
+    assert hits == [True, False]
+    np.testing.assert_allclose(np.frombuffer(raw, "<f4")[:768], expected(["a"])[0], atol=1e-5)
+
+
+def test_a_vector_cached_once_is_a_hit_for_the_local_embedder_too(tmp_path):
+    from lakehouse import _core
+    from lakehouse.vectors.embedder import LocalEmbedder
+
+    marker = np.zeros(384, np.float32)
+    marker[7] = 1.0
+    _core.EmbeddingCache(str(tmp_path), "all-MiniLM-L6-v2", 384).insert(["a text only the cache knows"], marker.tobytes())
+    local = LocalEmbedder(None, "all-MiniLM-L6-v2", tmp_path)
+    vector = local.embed(["a text only the cache knows"])
+    assert local.last_stats["cache_hits"] == 1
+    np.testing.assert_array_equal(vector[0], marker)
+
+
+def test_embedder_from_config_uses_the_ollama_section_and_the_data_dir(stub, tmp_path):
+    config = SimpleNamespace(ollama=OllamaConfig(url=stub.url, embed_model="all-minilm"), data_path=tmp_path)
+    embedder = OllamaEmbedder.from_config(config)
+    try:
+        assert (embedder.model_id, embedder.dim, embedder.client.base_url) == ("all-minilm", 384, stub.url)
+        assert embedder.embed(["x"]).shape == (1, 384)
+        assert (tmp_path / "_vectors" / "cache" / "all-minilm.384d.bin").is_file()
+    finally:
+        embedder.close()
+
+
+def test_embedder_with_ollama_down_raises_source_unavailable_fast(tmp_path):
+    embedder = OllamaEmbedder(OllamaClient(closed_port_url()), cache_dir=tmp_path)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(SourceUnavailable):
+            embedder.embed(["x"])
+        assert time.perf_counter() - started < 1.0
+    finally:
+        embedder.close()

@@ -292,6 +292,7 @@ def test_cli_schedule_commands(tmp_path: Path, monkeypatch):
     assert runner.invoke(cli_app, [*data, "schedule", "remove", "nightly"]).exit_code == 0
     missing = runner.invoke(cli_app, [*data, "schedule", "remove", "nightly"])
     assert missing.exit_code == 1 and "NotFound" in missing.output
+    assert runner.invoke(cli_app, [*data, "schedule", "add", "x", "--cron", "0 2 * * *"]).exit_code == 2
 
 
 def test_cli_adding_a_schedule_id_twice_is_a_clear_error(tmp_path: Path, monkeypatch):
@@ -307,4 +308,3 @@ def test_cli_adding_a_schedule_id_twice_is_a_clear_error(tmp_path: Path, monkeyp
     assert "lakehouse schedule remove nightly" in again.output and "Traceback" not in again.output
     [job] = json.loads(runner.invoke(cli_app, [f"--data-dir={tmp_path / 'data'}", "schedule", "list", "--json"]).output)
     assert job["cron"] == "0 2 * * *"  # the stored job is untouched
-    assert runner.invoke(cli_app, [*data, "schedule", "add", "x", "--cron", "0 2 * * *"]).exit_code == 2

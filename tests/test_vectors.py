@@ -148,7 +148,8 @@ def test_promotion_is_atomic_under_concurrent_searches(indexed: Lakehouse):
 
 
 def test_embeddings_store_is_a_table_pyarrow_can_read(indexed: Lakehouse):
-    files = [p for p in (indexed.path / "_vectors" / "workers" / "embeddings").glob("*.parquet")]
+    files = list(indexed.vectors.embeddings_location("workers").glob("*.parquet"))
+    assert files
     table = pads.dataset(files, format="parquet").to_table()
     assert set(table.column_names) >= {"doc_id", "chunk_id", "chunk_text", "vector", "model", "content_hash", "embedded_at"}
     assert table.num_rows == len(PROFILES)
@@ -158,8 +159,10 @@ def test_embeddings_store_is_a_table_pyarrow_can_read(indexed: Lakehouse):
 
 
 def test_long_texts_are_chunked_and_found_by_any_chunk(lh: Lakehouse):
-    filler = " ".join(f"routine{i}" for i in range(400))
-    rows = [("d1", "Resume", filler + " expert in hyperbaric underwater welding"), ("d2", "Resume", "pastry chef and baker")]
+    office = "Office administrator: scheduling, filing, phones, invoices, data entry, calendar management. "
+    rows = [("d1", "Resume", office * 20 + "Also an expert in hyperbaric underwater welding and diving."),
+            ("d2", "Resume", "pastry chef and baker")]
+    lh.vectors.config.chunk_words, lh.vectors.config.chunk_overlap = 40, 8
     lh.ingest_table(profiles_table(rows), "docs")
     lh.vectors.create("docs", ["bio"], "worker_id")
     chunks = lh.vectors.active("docs").chunks_per_doc

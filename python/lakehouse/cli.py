@@ -553,6 +553,7 @@ def demo_data(
 import lakehouse.cli_db as cli_db; cli_db.register(app)  # noqa: E402,E702  (ingest-db lives in its own module)
 import lakehouse.cli_daemon as cli_daemon; cli_daemon.register(app)  # noqa: E402,E702  (watch, schedule)
 import lakehouse.cli_vectors as cli_vectors; cli_vectors.register(app)  # noqa: E402,E702  (vectors ...)
+import lakehouse.cli_autotune as cli_autotune; cli_autotune.register(app)  # noqa: E402,E702  (autotune ..., profiles ...)
 
 if __name__ == "__main__":
     app()

@@ -15,7 +15,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import tomli_w
 
@@ -143,6 +143,60 @@ class VectorConfig:
 
 
 @dataclass
+class OllamaConfig:
+    """The Ollama bridge (GPU embedding and generation): `[ollama]`, or
+    ``LAKEHOUSE_OLLAMA_<FIELD>``. Used when `[vectors] embedder = "ollama"`, by the
+    sidecar, and by the normaliser's fallback."""
+
+    #: Ollama itself (default port 11434) or the sidecar (which serves the same /api routes)
+    url: str = "http://127.0.0.1:11434"
+    #: model used by embed_texts/rerank when the call names none (768-d)
+    embed_model: str = "nomic-embed-text"
+    #: model used by generate when the call names none
+    generate_model: str = "qwen3"
+    #: texts per /api/embed request
+    batch_size: int = 64
+    #: requests in flight at once per client (Ollama serialises inference on one GPU anyway)
+    max_concurrency: int = 2
+    #: how long to wait for a TCP connection: short, so a dead host is reported quickly
+    connect_timeout_seconds: float = 0.5
+    #: how long one request may take once connected (a cold model load takes tens of seconds)
+    request_timeout_seconds: float = 120.0
+    #: tries per request in all (1 = no retry) on 5xx answers and connection failures
+    retry_attempts: int = 3
+    #: first backoff; doubles each retry up to retry_backoff_max_seconds
+    retry_backoff_seconds: float = 0.1
+    retry_backoff_max_seconds: float = 5.0
+    #: connection failures (refused, connect timeout) are retried only while the retry
+    #: could still connect within this time since the first try: "down" is known by then
+    connect_budget_seconds: float = 1.0
+    #: after Ollama was found down, fail at once for this long instead of retrying
+    down_cooldown_seconds: float = 2.0
+    #: keep_alive sent with every request: how long Ollama keeps the model loaded
+    keep_alive: str = "5m"
+    #: only one model resident: asking for another unloads the previous (keep_alive=0)
+    unload_on_swap: bool = True
+    #: timeout of each probe made by health()
+    health_timeout_seconds: float = 2.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "OllamaConfig":
+        """Defaults, then ``LAKEHOUSE_OLLAMA_<FIELD>`` variables, then ``overrides``."""
+        env = os.environ if env is None else env
+        cfg = cls(**overrides)
+        _apply_section_env(cfg, "ollama", env, skip=set(overrides))
+        return cfg
+
+
+@dataclass
+class SidecarConfig:
+    """The FastAPI wrapper around Ollama (`sidecar/`, `python -m sidecar.app`)."""
+
+    host: str = "127.0.0.1"
+    port: int = 3300
+
+
+@dataclass
 class Config:
     data_dir: str = DEFAULT_DATA_DIR
     inbox_dir: str = "inbox"
@@ -152,6 +206,8 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     vectors: VectorConfig = field(default_factory=VectorConfig)
+    ollama: OllamaConfig = field(default_factory=OllamaConfig)
+    sidecar: SidecarConfig = field(default_factory=SidecarConfig)
 
     @property
     def data_path(self) -> Path:
@@ -213,7 +269,7 @@ def render_default_toml(api_key: str) -> str:
     """A commented `lakehouse.toml` holding every default (taken from the dataclasses
     above, so the file and the code cannot disagree) plus one admin API key."""
     storage, query, gateway, daemon = StorageConfig(), QueryConfig(), GatewayConfig(), DaemonConfig()
-    ingest, vectors = IngestConfig(), VectorConfig()
+    ingest, vectors, ollama, sidecar = IngestConfig(), VectorConfig(), OllamaConfig(), SidecarConfig()
 
     def line(key: str, value: Any) -> str:
         return tomli_w.dumps({key: value}).strip()
@@ -298,6 +354,26 @@ def render_default_toml(api_key: str) -> str:
         line("autotune_recall_gate", vectors.autotune_recall_gate),
         line("autotune_growth_trigger", vectors.autotune_growth_trigger),
         "",
+        "[ollama]",
+        "# GPU embedding / generation through Ollama (or the sidecar, which speaks the same API)",
+        line("url", ollama.url),
+        line("embed_model", ollama.embed_model),
+        line("generate_model", ollama.generate_model),
+        "# texts per request, requests in flight, and how fast a dead Ollama is reported",
+        line("batch_size", ollama.batch_size),
+        line("max_concurrency", ollama.max_concurrency),
+        line("connect_timeout_seconds", ollama.connect_timeout_seconds),
+        line("request_timeout_seconds", ollama.request_timeout_seconds),
+        line("retry_attempts", ollama.retry_attempts),
+        line("down_cooldown_seconds", ollama.down_cooldown_seconds),
+        "# one model resident: asking for another unloads the previous (keep_alive = 0)",
+        line("keep_alive", ollama.keep_alive),
+        line("unload_on_swap", ollama.unload_on_swap),
+        "",
+        "[sidecar]",
+        line("host", sidecar.host),
+        line("port", sidecar.port),
+        "",
         "# One block per client. `name` is recorded as the actor of every change made with",
         "# the key; roles " + ", ".join(sorted(READ_ONLY_ROLES)) + " may only read.",
         "[[gateway.api_keys]]",
@@ -327,12 +403,15 @@ def _apply_env(cfg: Config, env: dict[str, str]) -> None:
         cfg.gateway.api_keys = [_parse_key(k) for k in env["LAKEHOUSE_API_KEYS"].split(",") if k.strip()]
     if "LAKEHOUSE_INBOX_DIR" in env:
         cfg.inbox_dir = env["LAKEHOUSE_INBOX_DIR"]
-    for section in ("storage", "query", "gateway", "daemon", "ingest", "vectors"):
-        obj = getattr(cfg, section)
-        for f in dataclasses.fields(obj):
-            var = f"LAKEHOUSE_{section.upper()}_{f.name.upper()}"
-            if var in env and f.name != "api_keys":
-                setattr(obj, f.name, _coerce(getattr(obj, f.name), env[var]))
+    for section in ("storage", "query", "gateway", "daemon", "ingest", "vectors", "ollama", "sidecar"):
+        _apply_section_env(getattr(cfg, section), section, env, skip={"api_keys"})
+
+
+def _apply_section_env(obj: Any, section: str, env: Mapping[str, str], skip: set[str]) -> None:
+    for f in dataclasses.fields(obj):
+        var = f"LAKEHOUSE_{section.upper()}_{f.name.upper()}"
+        if var in env and f.name not in skip:
+            setattr(obj, f.name, _coerce(getattr(obj, f.name), env[var]))
 
 
 def _parse_key(spec: str) -> ApiKey:
@@ -342,7 +421,7 @@ def _parse_key(spec: str) -> ApiKey:
 
 def _coerce(current: Any, raw: str) -> Any:
     if isinstance(current, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     if isinstance(current, int):
         return int(raw)
     if isinstance(current, float):

@@ -356,8 +356,7 @@ class Lakehouse:
     def vectors(self) -> VectorIndexes:
         """The vector indexes of this data directory (created on first use)."""
         if self._vectors is None:
-            from lakehouse.intelligence.playbooks import PlaybookMemory
-    from lakehouse.vectors.manager import VectorIndexes
+            from lakehouse.vectors.manager import VectorIndexes
 
             self._vectors = VectorIndexes(self)
         return self._vectors
@@ -371,7 +370,7 @@ class Lakehouse:
             self._playbooks = PlaybookMemory(self)
         return self._playbooks
 
-    def _event(self, operation: str, dataset: str | None, *, actor: str | None = None, **details: Any) -> dict[str, Any]:
+    def _event(self, operation: str, dataset: str | None, /, *, actor: str | None = None, **details: Any) -> dict[str, Any]:
         return {"operation": operation, "dataset": dataset, "actor": actor or self.actor, "details": details}
 
 
@@ -384,9 +383,10 @@ def dataset_name_from_path(path: Path) -> str:
 
 
 def validate_dataset_name(name: str) -> None:
-    if not name or len(name) > 128 or not all(ch.isalnum() or ch == "_" for ch in name) or name[0].isdigit():
+    if not name or len(name) > 128 or not all(ch.isalnum() or ch == "_" for ch in name) or not name[0].isalpha():
         raise InvalidInput(
-            f"invalid dataset name {name!r}: use letters, digits and '_' (not starting with a digit), at most 128 characters"
+            f"invalid dataset name {name!r}: use letters, digits and '_', starting with a letter "
+            "(names starting with '_' are reserved), at most 128 characters"
         )
 
 

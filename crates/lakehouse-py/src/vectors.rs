@@ -280,3 +280,52 @@ impl PyPlaybookMemory {
         to_py(py, &report)
     }
 }
+
+/// The core's (model, content hash) cache for embedders that run outside the core
+/// (Ollama): the same files, so a text embedded once is never embedded again.
+#[pyclass(name = "EmbeddingCache", module = "lakehouse._core")]
+pub struct PyEmbeddingCache {
+    inner: Mutex<EmbeddingCache>,
+    dim: usize,
+}
+
+#[pymethods]
+impl PyEmbeddingCache {
+    #[new]
+    fn new(dir: PathBuf, model_id: &str, dim: usize) -> PyResult<Self> {
+        Ok(Self { inner: Mutex::new(EmbeddingCache::open(&dir, model_id, dim).py()?), dim })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.lock().expect("embedding cache lock").len()
+    }
+
+    /// (float32 bytes of len(texts) x dim with zeros where missing, hit flags).
+    fn lookup<'py>(&self, py: Python<'py>, texts: Vec<String>) -> (Bound<'py, PyBytes>, Vec<bool>) {
+        let cache = self.inner.lock().expect("embedding cache lock");
+        let mut out = vec![0f32; texts.len() * self.dim];
+        let mut hits = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let found = cache.get(&cache.key(text));
+            if let Some(v) = found {
+                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(v);
+            }
+            hits.push(found.is_some());
+        }
+        (float_bytes(py, &out), hits)
+    }
+
+    /// Store vectors (len(texts) x dim float32 bytes) durably; known texts are skipped.
+    fn insert(&self, py: Python<'_>, texts: Vec<String>, vectors_le: &[u8]) -> PyResult<()> {
+        let vectors = floats(vectors_le)?;
+        if vectors.len() != texts.len() * self.dim {
+            return Err(crate::errors::to_py(LakehouseError::invalid("vectors do not match the texts and the dimension")));
+        }
+        py.detach(|| {
+            let mut cache = self.inner.lock().expect("embedding cache lock");
+            let keys: Vec<_> = texts.iter().map(|t| cache.key(t)).collect();
+            cache.insert(&keys, &vectors)
+        })
+        .py()
+    }
+}

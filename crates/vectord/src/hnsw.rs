@@ -47,11 +47,47 @@ impl Default for HnswParams {
     }
 }
 
+/// How many searches may run on one index at once. usearch keeps one scratch context
+/// per concurrent search and *fails* a search when none is free, so we reserve this
+/// many and make any caller beyond them wait for a slot instead.
+pub const SEARCH_SLOTS: usize = 32;
+
 pub struct HnswIndex {
     index: Index,
     dim: usize,
     params: HnswParams,
     read_only: bool,
+    slots: SearchSlots,
+}
+
+/// A counting semaphore over usearch's search contexts.
+struct SearchSlots {
+    free: std::sync::Mutex<usize>,
+    released: std::sync::Condvar,
+}
+
+struct SlotGuard<'a>(&'a SearchSlots);
+
+impl SearchSlots {
+    fn new(n: usize) -> Self {
+        Self { free: std::sync::Mutex::new(n), released: std::sync::Condvar::new() }
+    }
+
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().expect("search slots");
+        while *free == 0 {
+            free = self.released.wait(free).expect("search slots");
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().expect("search slots") += 1;
+        self.0.released.notify_one();
+    }
 }
 
 fn engine_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
@@ -82,7 +118,8 @@ impl HnswIndex {
             multi: false,
         };
         let index = Index::new(&options).map_err(|e| engine_error("create", e))?;
-        Ok(Self { index, dim, params, read_only: false })
+        index.reserve_capacity_and_threads(0, SEARCH_SLOTS).map_err(|e| engine_error("reserve", e))?;
+        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS) })
     }
 
     /// Build from row-major `vectors` on `threads` threads (usearch inserts concurrently).
@@ -98,9 +135,9 @@ impl HnswIndex {
             return Err(LakehouseError::invalid("a memory-mapped index version is read-only; open it loaded to append"));
         }
         check_rows(keys, vectors, self.dim)?;
-        let threads = threads.max(1);
+        let threads = threads.clamp(1, SEARCH_SLOTS);
         self.index
-            .reserve_capacity_and_threads(self.index.size() + keys.len(), threads)
+            .reserve_capacity_and_threads(self.index.size() + keys.len(), SEARCH_SLOTS)
             .map_err(|e| engine_error("reserve", e))?;
         for &key in keys {
             if self.index.contains(key) {
@@ -145,13 +182,20 @@ impl HnswIndex {
         let index = if mmap { Index::restore_view(&path_str) } else { Index::restore(&path_str) }
             .map_err(|e| engine_error("open", e))?;
         index.change_expansion_search(params.ef_search);
+        // Room for concurrent searches. A memory-mapped view may refuse to grow; then it
+        // keeps the contexts usearch gave it (one per hardware thread) and callers queue.
+        let slots = match index.reserve_capacity_and_threads(index.size(), SEARCH_SLOTS) {
+            Ok(()) => SEARCH_SLOTS,
+            Err(_) if mmap => usearch_default_contexts(),
+            Err(e) => return Err(engine_error("reserve", e)),
+        };
         let dim = index.dimensions();
         let quantization = match index.scalar_kind() {
             ScalarKind::F16 => Quantization::F16,
             ScalarKind::I8 => Quantization::I8,
             _ => Quantization::F32,
         };
-        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap })
+        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots) })
     }
 
     pub fn len(&self) -> usize {
@@ -187,6 +231,7 @@ impl HnswIndex {
     /// Returns (key, cosine similarity), best first.
     pub fn search(&self, query: &[f32], k: usize, beam: usize) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        let _slot = self.slots.acquire();
         let matches = self.index.search(query, k.max(beam)).map_err(|e| engine_error("search", e))?;
         Ok(to_hits(matches, k))
     }
@@ -194,6 +239,7 @@ impl HnswIndex {
     /// Approximate top-`k` among keys accepted by `allowed`, checked during traversal.
     pub fn filtered_search(&self, query: &[f32], k: usize, beam: usize, allowed: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        let _slot = self.slots.acquire();
         let matches = self
             .index
             .filtered_search(query, k.max(beam), allowed)
@@ -204,6 +250,7 @@ impl HnswIndex {
     /// Exact top-`k` over the whole index (brute force inside usearch).
     pub fn exact_all(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        let _slot = self.slots.acquire();
         let matches = self.index.exact_search(query, k).map_err(|e| engine_error("exact search", e))?;
         Ok(to_hits(matches, k))
     }
@@ -227,6 +274,11 @@ impl HnswIndex {
         }
         Ok(())
     }
+}
+
+/// The search contexts usearch allocates on its own: one per hardware thread.
+fn usearch_default_contexts() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn to_hits(matches: usearch::ffi::Matches, k: usize) -> Vec<(u64, f32)> {
@@ -321,6 +373,31 @@ pub(crate) mod tests {
         }
         let mapped = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
         assert!(mapped.add(&[9999], &vectors[..dim], 1).is_err(), "a mapped index must refuse writes");
+    }
+
+    #[test]
+    fn more_concurrent_searches_than_contexts_wait_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let dim = 16;
+        let vectors = unit_vectors(300, dim, 4);
+        let keys: Vec<u64> = (0..300).collect();
+        let built = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
+        let path = dir.path().join("v.usearch");
+        built.save(&path).unwrap();
+        for index in [built, HnswIndex::open(&path, true, HnswParams::default()).unwrap()] {
+            std::thread::scope(|scope| {
+                for t in 0..(SEARCH_SLOTS + 8) {
+                    let (index, vectors) = (&index, &vectors);
+                    scope.spawn(move || {
+                        for i in 0..50 {
+                            let row = (t * 7 + i) % 300;
+                            let hits = index.search(&vectors[row * dim..(row + 1) * dim], 3, 32).expect("search never fails");
+                            assert_eq!(hits.len(), 3);
+                        }
+                    });
+                }
+            });
+        }
     }
 
     #[test]

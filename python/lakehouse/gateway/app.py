@@ -24,6 +24,7 @@ from lakehouse.gateway.routes import ROUTERS
 from lakehouse.gateway.routes_schedules import schedules_router
 from lakehouse.gateway.routes_db import router as db_router
 from lakehouse.gateway.routes_intelligence import router as intelligence_router
+from lakehouse.gateway.routes_vector_admin import router as vector_admin_router
 from lakehouse.gateway.routes_vectors import router as vectors_router
 from lakehouse.gateway.serialize import RESCUE_HEADER
 from lakehouse.gateway.state import FacadeGuard, GatewayState
@@ -81,6 +82,7 @@ def create_app(lakehouse: Lakehouse | None = None, config: Config | None = None)
     app.include_router(db_router)
     app.include_router(schedules_router)
     app.include_router(vectors_router)
+    app.include_router(vector_admin_router)
     app.include_router(intelligence_router)
     app.add_middleware(
         CORSMiddleware,

@@ -15,8 +15,9 @@ Files under ``<data_dir>/_vectors/<index>/``::
 replacement, plus Gaussian noise of norm ~0.25, re-normalised (or the embeddings of
 real query texts given to `run(texts=...)` / `eval_set(texts=...)`). The vectors are
 read back from the active version (`backend.fetch`; f32 storage is lossless) or, for
-f16/i8 indexes, from the embeddings store's Parquet files matched by (key, content
-hash). When the vector set changed the ground truth is recomputed (queries kept, so
+f16/i8 indexes, from the embeddings store's Parquet files (`tables/_vectors/<index>/
+embeddings`) matched by (key, content hash), so files of superseded Delta commits
+cannot leak in. When the vector set changed the ground truth is recomputed (queries kept, so
 runs stay comparable); when the index grew by `autotune_growth_trigger` or more the
 queries are re-sampled too, so they represent the new rows.
 
@@ -28,8 +29,9 @@ tried against the same evaluation data are skipped. A graph is built once per ru
 scratch directory with `HnswBackend.build` and opened exactly the way the active
 version is (same mmap setting), so both pay the same costs. Latency is the wall time
 of the serving call (`backend.search`, unfiltered, k=10) per query: one warm-up pass
-each, then `rounds` interleaved passes (active, trial, active, trial, ...) and the
-median of the per-round p50 / p95, so background load hits both sides alike.
+each, then `rounds` rounds in which every query is answered by both back to back (the
+order alternating); a query's latency is the median of its rounds and p50 / p95 are
+taken over the queries, so background load hits both sides alike.
 
 **Promotion rule** (`pareto_decision`). Let r, p50, p95 be the trial's recall@10 and
 latencies, r0, p50₀, p95₀ the active configuration's, measured in the same duel.
@@ -63,7 +65,6 @@ import logging
 import os
 import random
 import shutil
-import statistics
 import tempfile
 import threading
 import time
@@ -79,7 +80,7 @@ import pyarrow.parquet as pq
 from lakehouse.errors import InvalidInput, NotFound
 from lakehouse.vectors.backend import chunk_key
 from lakehouse.vectors.hnsw import INDEX_FILE, HnswBackend
-from lakehouse.vectors.jsonl import _fsync_dir, append_jsonl, file_lock, read_jsonl
+from lakehouse.vectors.jsonl import append_jsonl, file_lock, fsync_dir, read_jsonl
 
 if TYPE_CHECKING:
     from lakehouse.vectors.manager import VectorIndexes
@@ -262,7 +263,7 @@ class Autotuner:
         queries: int = 200,
         k: int = 10,
         noise: float = 0.25,
-        rounds: int = 3,
+        rounds: int = 5,
         min_rows_untuned: int = 1000,
         recall_tolerance: float = 0.002,
         recall_gain: float = 0.005,
@@ -342,11 +343,10 @@ class Autotuner:
     def _vectors_from_store(self, name: str, dim: int, keys: np.ndarray, hashes: list[str]) -> np.ndarray | None:
         """Full-precision vectors from the embeddings store's Parquet files, matched by
         (key, content hash), so files of superseded commits cannot leak in."""
-        store = self._dir(name) / "embeddings"
         position = {int(k): i for i, k in enumerate(keys.tolist())}
         out = np.zeros((len(keys), dim), np.float32)
         found = np.zeros(len(keys), bool)
-        for path in sorted(store.rglob("*.parquet")) if store.is_dir() else []:
+        for path in self._store_files(name):
             try:
                 table = pq.read_table(path, columns=["chunk_id", "content_hash", "vector"])
             except Exception:  # noqa: BLE001 - not an embeddings file: skip it
@@ -361,6 +361,14 @@ class Autotuner:
                     out[i] = flat[row]
                     found[i] = True
         return out if found.all() else None
+
+    def _store_files(self, name: str) -> list[Path]:
+        """Parquet files of the index's embeddings store (a Delta table in the primary
+        bucket, `<data>/tables/_vectors/<index>/embeddings`; older layouts kept it
+        beside the index)."""
+        relative = Path(self.indexes.root.name) / name / "embeddings"
+        roots = [self.indexes._lake.path / "tables" / relative, self._dir(name) / "embeddings"]
+        return [p for root in roots if root.is_dir() for p in sorted(root.rglob("*.parquet"))]
 
     # ------------------------------------------------------------ the evaluation set
     def eval_set(self, name: str, *, texts: list[str] | None = None, regenerate: bool = False) -> EvalSet:
@@ -451,24 +459,30 @@ class Autotuner:
         return correct / (len(answers) * ev.k)
 
     def _duel(self, trial: Contender, base: Contender, ev: EvalSet, snap: Snapshot) -> tuple[dict[str, float], dict[str, float]]:
-        """Recall of both, and their latencies measured in interleaved rounds."""
+        """Recall of both, and their latencies measured pairwise: per query, both answer
+        back to back (order alternating), `rounds` times; a query's latency is the
+        median of its rounds, and p50 / p95 are taken over the queries. Background
+        load therefore hits both sides alike."""
         _, answers = self._pass(trial.backend, ev)  # also the warm-up
         trial.recall = self._recall(answers, ev, snap)
         _, base_answers = self._pass(base.backend, ev)
         if base.recall is None:
             base.recall = self._recall(base_answers, ev, snap)
-        rounds: dict[str, list[np.ndarray]] = {"trial": [], "base": []}
-        for _ in range(self.rounds):
-            rounds["base"].append(self._pass(base.backend, ev)[0])
-            rounds["trial"].append(self._pass(trial.backend, ev)[0])
+        k, clock = ev.k, time.perf_counter_ns
+        timed = {"trial": np.empty((self.rounds, len(ev.queries))), "base": np.empty((self.rounds, len(ev.queries)))}
+        sides = {"trial": trial.backend, "base": base.backend}
+        for r in range(self.rounds):
+            for i, query in enumerate(ev.queries):
+                order = ("trial", "base") if (i + r) % 2 else ("base", "trial")
+                for who in order:
+                    started = clock()
+                    sides[who].search(query, k)
+                    timed[who][r, i] = (clock() - started) / 1000.0
 
         def stats(who: str, recall: float) -> dict[str, float]:
-            per_round = rounds[who]
-            return {
-                "recall": round(recall, 4),
-                "p50_us": round(statistics.median(float(np.percentile(r, 50)) for r in per_round), 1),
-                "p95_us": round(statistics.median(float(np.percentile(r, 95)) for r in per_round), 1),
-            }
+            per_query = np.median(timed[who], axis=0)
+            return {"recall": round(recall, 4), "p50_us": round(float(np.percentile(per_query, 50)), 1),
+                    "p95_us": round(float(np.percentile(per_query, 95)), 1)}
 
         return stats("trial", trial.recall), stats("base", base.recall)
 
@@ -628,7 +642,7 @@ class Autotuner:
             except OSError:
                 shutil.copy2(source, staged)
             os.replace(staged, target / file_name)
-        _fsync_dir(target)
+        fsync_dir(target)
 
     # ------------------------------------------------------------ rollback, status, due
     def rollback(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -767,12 +781,15 @@ class AutotuneLoop:
     """A background thread calling `run_due` every `interval_s` seconds (the agent's
     autotune task). `stop()` ends it after the run in hand."""
 
-    def __init__(self, indexes: VectorIndexes, *, interval_s: float = 3600.0, budget: int = 8, actor: str = "autotune-agent"):
+    def __init__(self, indexes: VectorIndexes, *, interval_s: float = 3600.0, budget: int = 8, actor: str = "autotune-agent",
+                 tuner: Autotuner | None = None):
         self.indexes = indexes
+        self.tuner = tuner or Autotuner(indexes)
         self.interval_s = interval_s
         self.budget = budget
         self.actor = actor
         self.last_results: list[dict[str, Any]] = []
+        self.runs = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -784,7 +801,8 @@ class AutotuneLoop:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.last_results = run_due(self.indexes, budget=self.budget, actor=self.actor)
+                self.last_results = run_due(self.indexes, budget=self.budget, actor=self.actor, tuner=self.tuner)
+                self.runs += 1
             except Exception:  # noqa: BLE001
                 log.exception("autotune loop iteration failed")
             self._stop.wait(self.interval_s)

@@ -26,7 +26,7 @@ def file_lock(path: Path) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # pragma: no cover - platforms without directory fds
@@ -52,7 +52,7 @@ def append_jsonl(path: Path, record: dict[str, Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         if created:
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -84,7 +84,7 @@ def write_json_atomic(path: Path, document: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def read_json(path: Path, default: Any) -> Any:

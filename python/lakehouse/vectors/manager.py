@@ -6,8 +6,11 @@ Layout under ``<data_dir>/_vectors/<index>/``::
     registry.json       versions and the active pointer (Rust core, atomic replace)
     v<N>/               one built version: the backend's files + chunks.parquet
     trials.jsonl        autotune trials
-    embeddings/         the embeddings store, a Delta table (doc_id, chunk_id, chunk_text,
-                        vector, model, content_hash, embedded_at) that DuckDB/pyarrow can read
+
+and the embeddings store, a Delta table written through storaged (so it is mirrored to
+the rescue bucket like every table) at ``<data_dir>/tables/_vectors/<index>/embeddings``:
+(doc_id, chunk_id, chunk_text, vector, model, content_hash, embedded_at), readable by
+DuckDB, Polars, pyarrow or Spark.
 
 A search takes the active version once, so promotion (a pointer flip in the registry
 plus one reference swap here) never gives a caller a mix of two versions.
@@ -255,6 +258,8 @@ class VectorIndexes:
         location = f"v{version}"
         version_dir = self._dir(name) / location
         params = self._params(definition)
+        if active is not None and definition["backend"] == "hnsw":
+            params["hnsw"] = {**params["hnsw"], **active["params"]}  # keep autotuned / profile settings
         backend_cls = _backend_class(definition["backend"])
         build_started = time.perf_counter()
         if previous is None or definition["backend"] != "hnsw":
@@ -343,6 +348,10 @@ class VectorIndexes:
         }, metadata={"dataset_version": str(dataset_version)})
         version_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, version_dir / CHUNKS_FILE)
+
+    def embeddings_location(self, name: str) -> Path:
+        """Where the embeddings store (a Delta table) of index `name` lives."""
+        return self._lake.path / "tables" / VECTORS_DIR / name / "embeddings"
 
     def _store_embeddings(self, name: str, definition: dict[str, Any], chunks: Chunks, vectors: np.ndarray, replace: bool) -> None:
         if not len(chunks) and not replace:

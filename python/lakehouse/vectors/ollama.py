@@ -20,6 +20,10 @@ What the client guarantees:
 * one model is resident at a time (``unload_on_swap``): asking for another model first
   unloads the previous one with ``keep_alive=0``, the way ``ollama stop`` does.
 
+``OllamaEmbedder`` is the vector layer's embedder over this client (``[vectors] embedder
+= "ollama"``), with the same on-disk (model, content hash) cache format as the core's
+local embedder, so a text is never sent to Ollama twice.
+
 This module does not need the native core: when ``lakehouse._core`` is not built, the
 errors derive from a local stand-in of ``SourceUnavailable``.
 """
@@ -33,6 +37,7 @@ import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import httpx
@@ -49,6 +54,7 @@ except ImportError:  # native core not built: keep the bridge (and the sidecar) 
 __all__ = [
     "OllamaClient",
     "OllamaConfig",
+    "OllamaEmbedder",
     "OllamaError",
     "OllamaRequestError",
     "OllamaUnavailable",
@@ -58,64 +64,9 @@ __all__ = [
 
 #: the embedding dimension of well-known Ollama embedding models (used only to shape the
 #: result of an empty call before the model has answered once)
+from lakehouse.config import OllamaConfig  # noqa: E402  (one place for configuration)
+
 KNOWN_DIMS = {"nomic-embed-text": 768, "all-minilm": 384, "mxbai-embed-large": 1024, "snowflake-arctic-embed": 1024}
-
-
-@dataclass
-class OllamaConfig:
-    """Settings of the bridge. Environment: ``LAKEHOUSE_OLLAMA_<FIELD>`` (see ``from_env``)."""
-
-    #: Ollama itself (default port 11434) or the sidecar (which serves the same /api routes)
-    url: str = "http://127.0.0.1:11434"
-    #: model used by embed_texts/rerank when the call names none (768-d)
-    embed_model: str = "nomic-embed-text"
-    #: model used by generate when the call names none
-    generate_model: str = "qwen3"
-    #: texts per /api/embed request
-    batch_size: int = 64
-    #: requests in flight at once per client (Ollama serialises inference on one GPU anyway)
-    max_concurrency: int = 2
-    #: how long to wait for a TCP connection: short, so a dead host is reported quickly
-    connect_timeout_seconds: float = 0.5
-    #: how long one request may take once connected (a cold model load takes tens of seconds)
-    request_timeout_seconds: float = 120.0
-    #: tries per request in all (1 = no retry) on 5xx answers and connection failures
-    retry_attempts: int = 3
-    #: first backoff; doubles each retry up to retry_backoff_max_seconds
-    retry_backoff_seconds: float = 0.1
-    retry_backoff_max_seconds: float = 5.0
-    #: connection failures (refused, connect timeout) are retried only while the retry
-    #: could still connect within this time since the first try: "down" is known by then
-    connect_budget_seconds: float = 1.0
-    #: after Ollama was found down, fail at once for this long instead of retrying
-    down_cooldown_seconds: float = 2.0
-    #: keep_alive sent with every request: how long Ollama keeps the model loaded
-    keep_alive: str = "5m"
-    #: only one model resident: asking for another unloads the previous (keep_alive=0)
-    unload_on_swap: bool = True
-    #: timeout of each probe made by health()
-    health_timeout_seconds: float = 2.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "OllamaConfig":
-        """Defaults, then ``LAKEHOUSE_OLLAMA_<FIELD>`` variables, then ``overrides``."""
-        env = os.environ if env is None else env
-        cfg = cls(**overrides)
-        for f in dataclasses.fields(cfg):
-            var = f"LAKEHOUSE_OLLAMA_{f.name.upper()}"
-            if var in env and f.name not in overrides:
-                setattr(cfg, f.name, _coerce(getattr(cfg, f.name), env[var]))
-        return cfg
-
-
-def _coerce(current: Any, raw: str) -> Any:
-    if isinstance(current, bool):
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(current, int):
-        return int(raw)
-    if isinstance(current, float):
-        return float(raw)
-    return raw
 
 
 class OllamaError(SourceUnavailable):
@@ -165,15 +116,18 @@ class OllamaClient:
     """Thread-safe client of Ollama's HTTP API (or of the sidecar: same routes).
 
     ``OllamaClient()`` uses ``OllamaConfig.from_env()``; ``OllamaClient(url)`` overrides
-    the URL; ``OllamaClient(config=...)`` takes a full config. Close it (or use ``with``)."""
+    the URL; ``OllamaClient(config)`` or ``OllamaClient(config=...)`` takes a full config.
+    Close it (or use ``with``)."""
 
     def __init__(
         self,
-        base_url: str | None = None,
+        base_url: str | OllamaConfig | None = None,
         *,
         config: OllamaConfig | None = None,
         transport: httpx.BaseTransport | None = None,
     ):
+        if isinstance(base_url, OllamaConfig):
+            base_url, config = None, base_url
         cfg = dataclasses.replace(config) if config is not None else OllamaConfig.from_env()
         if base_url is not None:
             cfg.url = base_url
@@ -478,3 +432,92 @@ def _describe(exc: BaseException, cfg: OllamaConfig) -> str:
 
 def _loaded_summary(m: Mapping[str, Any]) -> dict[str, Any]:
     return {"name": m.get("name") or m.get("model"), "size_vram": m.get("size_vram"), "expires_at": m.get("expires_at")}
+
+
+# -- the embedder the vector layer uses ------------------------------------------------------
+
+
+class OllamaEmbedder:
+    """The vector layer's ``TextEmbedder`` backed by Ollama: ``model_id``, ``dim`` and
+    ``embed(texts)`` (float32 unit rows, input order), like ``LocalEmbedder``.
+
+    With ``cache_dir`` (``from_config`` uses ``<data_dir>/_vectors/cache``, next to the
+    local model's cache) texts already embedded by this model are read from disk and only
+    the others go to Ollama; ``last_stats`` = ``{"texts", "cache_hits", "embedded"}``.
+    Ollama down raises ``OllamaUnavailable`` (a ``SourceUnavailable``, 502)."""
+
+    def __init__(self, client: OllamaClient | None = None, model: str | None = None, cache_dir: str | os.PathLike | None = None):
+        self.client = client or OllamaClient()
+        self.model_id = model or self.client.config.embed_model
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._dim: int | None = KNOWN_DIMS.get(self.model_id.split(":", 1)[0])
+        self._cache: Any = None
+        self._lock = threading.Lock()
+        self.last_stats: dict[str, Any] = {"texts": 0, "cache_hits": 0, "embedded": 0}
+
+    @classmethod
+    def from_config(cls, config: Any, cache_dir: str | os.PathLike | None = None) -> "OllamaEmbedder":
+        """From the lakehouse ``Config``: its ``ollama`` section when it has one (fields as
+        in ``OllamaConfig``), else ``OllamaConfig.from_env()``."""
+        section = getattr(config, "ollama", None)
+        if section is not None:
+            values = dataclasses.asdict(section) if dataclasses.is_dataclass(section) else dict(section)
+            known = {f.name for f in dataclasses.fields(OllamaConfig)}
+            cfg = OllamaConfig(**{k: v for k, v in values.items() if k in known})
+        else:
+            cfg = OllamaConfig.from_env()
+        if cache_dir is None and hasattr(config, "data_path"):
+            cache_dir = Path(config.data_path) / "_vectors" / "cache"
+        return cls(OllamaClient(config=cfg), cfg.embed_model, cache_dir)
+
+    @property
+    def dim(self) -> int:
+        """The model's dimension (known models: without a call; others: one probe call)."""
+        if self._dim is None:
+            self._dim = int(self.client.embed_texts(["dimension probe"], self.model_id).shape[1])
+        return self._dim
+
+    def _the_cache(self) -> Any:
+        """The core's embedding cache (crates/vectord/src/cache.rs) for this model."""
+        if self.cache_dir is None:
+            return None
+        with self._lock:
+            if self._cache is None:
+                from lakehouse import _core
+
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+                self._cache = _core.EmbeddingCache(str(self.cache_dir), self.model_id, self.dim)
+            return self._cache
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            self.last_stats = {"texts": 0, "cache_hits": 0, "embedded": 0}
+            return np.zeros((0, self.dim), np.float32)
+        cache = self._the_cache()
+        if cache is None:
+            out = self.client.embed_texts(texts, self.model_id)
+            self._dim = out.shape[1]
+            self.last_stats = {"texts": len(texts), "cache_hits": 0, "embedded": len(texts)}
+            return out
+        raw, found = cache.lookup(texts)
+        out = np.frombuffer(raw, dtype="<f4").reshape(len(texts), self.dim).copy()
+        missing: dict[str, list[int]] = {}
+        for i, (text, hit) in enumerate(zip(texts, found)):
+            if not hit:
+                missing.setdefault(text, []).append(i)
+        if missing:
+            fresh = self.client.embed_texts(list(missing), self.model_id)
+            if fresh.shape[1] != self.dim:
+                raise OllamaUnavailable(
+                    f"model {self.model_id!r} answered {fresh.shape[1]}-d vectors, expected {self.dim}",
+                    url=self.client.base_url, reason="bad response")
+            cache.insert(list(missing), np.ascontiguousarray(fresh, "<f4").tobytes())
+            for vector, rows in zip(fresh, missing.values()):
+                out[rows] = vector
+        hits = len(texts) - sum(len(rows) for rows in missing.values())
+        self.last_stats = {"texts": len(texts), "cache_hits": hits, "embedded": len(missing)}
+        return out
+
+    def close(self) -> None:
+        self.client.close()
