@@ -19,6 +19,8 @@ MODEL_MARKER := $(VENV)/.model-installed
 run: setup
 	$(VENV)/bin/lakehouse init
 	$(VENV)/bin/lakehouse demo-data --workers 10000
+	$(VENV)/bin/lakehouse vectors list | grep -q workers || \
+	  $(VENV)/bin/lakehouse vectors index workers --text role --text skills --text certifications --text profile --id worker_id
 	$(VENV)/bin/lakehouse serve
 
 test: setup rust-test py-test

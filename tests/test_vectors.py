@@ -179,3 +179,18 @@ def test_bad_definitions_are_refused_before_any_work(indexed: Lakehouse):
         indexed.vectors.create("workers", ["bio"], "worker_id")
     with pytest.raises(NotFound):
         indexed.vectors.search("missing", "x")
+
+
+def test_a_lance_backed_index_answers_with_the_same_shape(lh: Lakehouse):
+    lh.ingest_table(profiles_table(), "workers")
+    built = lh.vectors.create("workers", ["role", "bio"], "worker_id", backend="lance")
+    assert built["version"] == 1
+    result = lh.vectors.search("workers", "someone who can weld steel beams", 3)
+    assert result["hits"][0]["doc_id"] == "w1"
+    assert set(result) >= {"index", "version", "path", "candidates", "shortfall", "hits", "latency_ms"}
+    filtered = lh.vectors.search("workers", "welder", 5, doc_ids=["w2", "w5"])
+    assert {h["doc_id"] for h in filtered["hits"]} == {"w2", "w5"} and filtered["shortfall"] == 3
+    lh.ingest_table(profiles_table([("w9", "Welder", "Underwater welder, commercial diving")]), "workers")
+    refreshed = lh.vectors.refresh("workers")
+    assert refreshed["version"] == 2
+    assert lh.vectors.search("workers", "scuba diving welder", 1)["hits"][0]["doc_id"] == "w9"

@@ -92,6 +92,16 @@ class DaemonConfig:
     inbox_quiet_seconds: float = 10.0
     #: a missed schedule run older than this is not caught up at start (0 = no limit)
     misfire_grace_seconds: int = 3600
+    #: upkeep pass every this many seconds (the first one interval after start)
+    maintenance_interval_seconds: float = 3600.0
+    #: tune HNSW indexes that grew by [vectors] autotune_growth_trigger or were never tuned
+    autotune: bool = True
+    #: compact playbook memory: drop fills older than the TTL or decayed below the floor,
+    #: merge near-duplicates of one (role, city, state)
+    playbook_compaction: bool = True
+    playbook_ttl_days: float = 365.0
+    playbook_decay_floor: float = 1e-4
+    playbook_merge_cosine: float = 0.98
 
 
 @dataclass
@@ -326,6 +336,13 @@ def render_default_toml(api_key: str) -> str:
         line("inbox_quiet_seconds", daemon.inbox_quiet_seconds),
         "# after a restart a missed schedule runs once, unless it is older than this (0 = no limit)",
         line("misfire_grace_seconds", daemon.misfire_grace_seconds),
+        "# upkeep every N seconds: autotune grown indexes, compact playbook memory",
+        line("maintenance_interval_seconds", daemon.maintenance_interval_seconds),
+        line("autotune", daemon.autotune),
+        line("playbook_compaction", daemon.playbook_compaction),
+        line("playbook_ttl_days", daemon.playbook_ttl_days),
+        line("playbook_decay_floor", daemon.playbook_decay_floor),
+        line("playbook_merge_cosine", daemon.playbook_merge_cosine),
         "",
         "[vectors]",
         "# embedder: local (in-process all-MiniLM-L6-v2) or ollama; model_dir empty = the installed wheel",

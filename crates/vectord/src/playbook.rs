@@ -695,7 +695,8 @@ mod tests {
         let before;
         {
             let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-            memory.seed(fill("Welder x1 in Toledo", "Welder", "Toledo", "2026-11-21", &[("1", "Ana")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
+            // 30 days old: 0.5 * e^-1 = 0.18, under the cap, so the halving is visible.
+            memory.seed(fill("Welder x1 in Toledo", "Welder", "Toledo", "2026-10-22", &[("1", "Ana")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
             before = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21")).unwrap().workers[0].boost;
             assert_eq!(memory.mark_failed("Toledo", "OH", "1", "Ana").unwrap(), 1);
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from lakehouse.config import Config
 from lakehouse.daemon.inbox import Guard, InboxSettings, InboxWatcher
+from lakehouse.daemon.maintenance import Maintenance
 from lakehouse.daemon.schedules import Scheduler
 from lakehouse.lakehouse import Lakehouse
 
@@ -20,9 +21,12 @@ from lakehouse.lakehouse import Lakehouse
 class AgentHandle:
     inbox: InboxWatcher | None
     scheduler: Scheduler | None
+    maintenance: Maintenance | None = None
 
     def stop(self) -> None:
         """Stop taking new work and wait for the file or run in hand."""
+        if self.maintenance is not None:
+            self.maintenance.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         if self.inbox is not None:
@@ -58,6 +62,8 @@ def start_background(
             handle.inbox = InboxWatcher(guard, config.inbox_path, lakehouse.path, settings).start()
         if run_schedules:
             handle.scheduler = Scheduler(guard, lakehouse.path, misfire_grace_s=daemon.misfire_grace_seconds).start()
+        if daemon.autotune or daemon.playbook_compaction:
+            handle.maintenance = Maintenance(lakehouse, guard, daemon).start()
     except BaseException:
         handle.stop()  # do not leave a half-started agent behind
         raise
