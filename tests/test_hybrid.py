@@ -146,3 +146,19 @@ def test_patterns_and_stats_summarise_past_fills(lake: Lakehouse):
     assert "100% OSHA-10" in patterns["summary"]
     stats = lake.playbooks.stats()
     assert (stats["playbooks"], stats["endorsements"], stats["new_today"]) == (1, 2, 1)
+
+
+def test_a_radius_around_a_city_replaces_the_exact_city_filter(tmp_path: Path):
+    places = {"Toledo": (41.65, -83.54), "Detroit": (42.33, -83.05), "Akron": (41.08, -81.52)}  # Detroit ~53 mi, Akron ~115 mi
+    rows = [(i, f"W{i}", "Welder", city, "OH" if city != "Detroit" else "MI") for i, city in enumerate(["Toledo", "Detroit", "Akron"] * 2, 1)]
+    table = pa.table({
+        "worker_id": pa.array([r[0] for r in rows], pa.int64()), "name": [r[1] for r in rows], "role": [r[2] for r in rows],
+        "city": [r[3] for r in rows], "state": [r[4] for r in rows],
+        "lat": [places[r[3]][0] for r in rows], "lon": [places[r[3]][1] for r in rows], "profile": ["MIG welder"] * len(rows),
+    })
+    with Lakehouse(tmp_path / "data") as lh:
+        lh.ingest_table(table, "workers")
+        lh.vectors.create("workers", ["profile"], "worker_id")
+        result = hybrid_search(lh, HybridQuery(query="welder", role="Welder", city="Toledo", radius_miles=60, k=10))
+        assert sorted(s["city"] for s in result["sources"]) == ["Detroit", "Detroit", "Toledo", "Toledo"]
+        assert result["sql_matches"] == 4

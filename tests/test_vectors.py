@@ -194,3 +194,22 @@ def test_a_lance_backed_index_answers_with_the_same_shape(lh: Lakehouse):
     refreshed = lh.vectors.refresh("workers")
     assert refreshed["version"] == 2
     assert lh.vectors.search("workers", "scuba diving welder", 1)["hits"][0]["doc_id"] == "w9"
+
+
+def test_searches_keep_the_old_version_while_a_refresh_builds(indexed: Lakehouse):
+    indexed.ingest_table(profiles_table([("w14", "Beekeeper", "Apiary beekeeper, honey harvesting")]), "workers")
+    embedding, release = threading.Event(), threading.Event()
+
+    def progress(done: int, total: int) -> None:
+        embedding.set()
+        assert release.wait(60)
+
+    job = indexed.vectors.jobs.submit("refresh", "workers", lambda _: indexed.vectors.refresh("workers", progress=progress))
+    assert embedding.wait(60), job.to_dict()
+    during = indexed.vectors.search("workers", "honey bees", 3)
+    assert during["version"] == 1, "the old version keeps serving"
+    assert during["unindexed_searched"] == 1 and during["hits"][0]["doc_id"] == "w14"
+    release.set()
+    assert job.finished.wait(120) and job.status == "succeeded", job.to_dict()
+    after = indexed.vectors.search("workers", "honey bees", 3)
+    assert (after["version"], after["unindexed_searched"], after["hits"][0]["doc_id"]) == (2, 0, "w14")
