@@ -16,22 +16,9 @@ import httpx
 
 from lakehouse.client import DEFAULT_TIMEOUT, GatewayClient
 
+
 #: manifests (column tags) change only when a dataset is re-created; re-read them this often
 MANIFEST_TTL_S = 5.0
-
-
-def sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 class RecruiterGateway(GatewayClient):

@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 from mcp_server import masking
 from mcp_server.auth import ApiError, Caller
-from mcp_server.gateway import RecruiterGateway, quote_ident, sql_literal
+from lakehouse.lakehouse import quote_ident, sql_literal
+from mcp_server.gateway import RecruiterGateway
 from mcp_server.store import Store
 from mcp_server.tools import now_utc
 

@@ -21,6 +21,8 @@ def _shared_data() -> Path:
 
 
 SHARED_DATA = _shared_data()
+# Product code finds the reference data (O*NET titles) through this variable too.
+os.environ.setdefault("LAKEHOUSE_SHARED_DATA", str(SHARED_DATA))
 
 _real_rmtree = shutil.rmtree
 

@@ -7,9 +7,10 @@ final_score = semantic similarity (cosine) + playbook boost (capped at 0.25 in t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from lakehouse.errors import InvalidInput
 
@@ -21,6 +22,9 @@ log = logging.getLogger("lakehouse.hybrid")
 #: semantic candidates ranked before the boost is applied, as a multiple of k
 RERANK_DEPTH = 4
 DETAIL_COLUMNS = ("name", "role", "city", "state", "reliability", "availability", "certifications", "skills", "pay_rate", "archetype", "years_experience")
+#: equality filters on a column with at most this many distinct values are rewritten from
+#: `lower(col) = lower(v)` (which lowercases every row) to `col IN (<its spellings>)`
+SPELLINGS_MAX_DISTINCT = 50_000
 
 
 @dataclass
@@ -56,7 +60,18 @@ def _haversine_miles_sql(lat: float, lon: float) -> str:
     )
 
 
-def build_where(q: HybridQuery, columns: set[str], city_centre: tuple[float, float] | None) -> list[str]:
+def build_where(
+    q: HybridQuery,
+    columns: set[str],
+    city_centre: tuple[float, float] | None,
+    *,
+    spellings: Callable[[str], dict[str, list[str]] | None] | None = None,
+    integer_ids: bool = False,
+) -> list[str]:
+    """The SQL filter clauses of `q`. `spellings(column)` (optional) gives the column's
+    distinct values grouped by their `lower()` form, so a case-insensitive equality
+    becomes a plain `IN` over the stored spellings (same rows, no per-row lowercasing);
+    `integer_ids` compares `worker_id` as a number when the ids allow it."""
     from lakehouse.lakehouse import quote_ident, sql_literal
 
     clauses = []
@@ -64,7 +79,9 @@ def build_where(q: HybridQuery, columns: set[str], city_centre: tuple[float, flo
         if value:
             if column not in columns:
                 raise InvalidInput(f"dataset {q.dataset!r} has no column {column!r} to filter on")
-            clauses.append(f"lower({quote_ident(column)}) = lower({sql_literal(value)})")
+            if column == "city" and q.radius_miles is not None:
+                continue  # the radius replaces the exact city
+            clauses.append(_equals_ignoring_case(column, value, spellings))
     for cert in q.certifications:
         clauses.append(f"lower(certifications) LIKE {sql_literal('%' + cert.lower() + '%')}")
     if q.min_reliability is not None:
@@ -75,14 +92,82 @@ def build_where(q: HybridQuery, columns: set[str], city_centre: tuple[float, flo
         centre = (q.lat, q.lon) if q.lat is not None and q.lon is not None else city_centre
         if centre is None:
             raise InvalidInput("a radius needs lat/lon or a city the dataset knows")
-        clauses = [c for c in clauses if not c.startswith('lower("city")')]  # the radius replaces the exact city
         clauses.append(f"{_haversine_miles_sql(*centre)} <= {float(q.radius_miles)}")
     if q.exclude_worker_ids:
-        ids = ", ".join(sql_literal(str(w)) for w in q.exclude_worker_ids)
-        clauses.append(f"CAST(worker_id AS VARCHAR) NOT IN ({ids})")
+        clauses.append(_id_in([str(w) for w in q.exclude_worker_ids], integer_ids, negate=True))
     if q.sql_filter:
         clauses.append(f"({q.sql_filter})")
     return clauses
+
+
+def _equals_ignoring_case(column: str, value: str, spellings: Callable[[str], dict[str, list[str]] | None] | None) -> str:
+    from lakehouse.lakehouse import quote_ident, sql_literal
+
+    ident = quote_ident(column)
+    # ASCII lowercasing is the same in Python and in the engine; other text keeps lower() = lower()
+    groups = spellings(column) if spellings is not None and str(value).isascii() else None
+    if groups is None:
+        return f"lower({ident}) = lower({sql_literal(value)})"
+    found = groups.get(str(value).lower(), [])
+    if not found:
+        return "FALSE"  # no stored value lowercases to this one
+    if len(found) == 1:
+        return f"{ident} = {sql_literal(found[0])}"
+    return f"{ident} IN ({', '.join(sql_literal(v) for v in found)})"
+
+
+def _canonical_int(value: str) -> bool:
+    try:
+        return str(int(value)) == value
+    except ValueError:
+        return False
+
+
+def _id_in(ids: list[str], integer_ids: bool, *, negate: bool = False) -> str:
+    """`worker_id [NOT] IN (...)` for ids given as text: compared as numbers when the column
+    is an integer and every id is an integer written canonically (then it is the same test
+    as comparing `CAST(worker_id AS VARCHAR)`, without casting every row)."""
+    from lakehouse.lakehouse import sql_literal
+
+    op = "NOT IN" if negate else "IN"
+    if integer_ids and all(_canonical_int(w) for w in ids):
+        return f"worker_id {op} ({', '.join(ids)})"
+    return f"CAST(worker_id AS VARCHAR) {op} ({', '.join(sql_literal(w) for w in ids)})"
+
+
+class _Spellings:
+    """Distinct values of a dataset's filter columns grouped by their engine-side `lower()`,
+    per dataset version (a new version is read again on first use)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str, str], tuple[tuple[str, int], dict[str, list[str]] | None]] = {}
+
+    def get(self, lake: Lakehouse, dataset: str, version: tuple[str, int], column: str) -> dict[str, list[str]] | None:
+        """`version` is (manifest id, table version): a re-created dataset has another id."""
+        from lakehouse.lakehouse import quote_ident
+
+        key = (str(lake.path), dataset, column)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        ident = quote_ident(column)
+        table = lake.sql(
+            f"SELECT DISTINCT CAST({ident} AS VARCHAR) AS v, lower(CAST({ident} AS VARCHAR)) AS l "
+            f"FROM {quote_ident(dataset)} WHERE {ident} IS NOT NULL LIMIT {SPELLINGS_MAX_DISTINCT + 1}"
+        )
+        groups: dict[str, list[str]] | None = None
+        if table.num_rows <= SPELLINGS_MAX_DISTINCT:
+            groups = {}
+            for v, low in zip(table["v"].to_pylist(), table["l"].to_pylist()):
+                groups.setdefault(low, []).append(v)
+        with self._lock:
+            self._cache[key] = (version, groups)
+        return groups
+
+
+_SPELLINGS = _Spellings()
 
 
 def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
@@ -94,7 +179,10 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         raise InvalidInput("k must be at least 1")
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    columns = {c["name"] for c in lake.dataset(q.dataset)["columns"]}
+    manifest = lake.dataset(q.dataset)
+    columns = {c["name"] for c in manifest["columns"]}
+    integer_ids = any(c["name"] == "worker_id" and str(c.get("type", "")).lower().startswith(("int", "uint")) for c in manifest["columns"])
+    version = (str(manifest.get("id")), int(manifest.get("version", 0)))
     table = quote_ident(q.dataset)
 
     # 1. SQL filter -> candidate ids.
@@ -106,7 +194,8 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
             + (f" AND lower(state) = lower({sql_literal(q.state)})" if q.state else "")
         ).to_pylist()[0]
         centre = (row["lat"], row["lon"]) if row["lat"] is not None else None
-    where = build_where(q, columns, centre)
+    where = build_where(q, columns, centre, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column),
+                        integer_ids=integer_ids)
     if where:
         ids = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"].to_pylist()
         sql_matches, doc_ids = len(ids), ids
@@ -147,7 +236,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     # 4. Final ranking and the reasons a recruiter reads.
     t = time.perf_counter()
     ranked = sorted(scores, key=lambda w: -(scores[w] + (boosts[w]["boost"] if w in boosts else 0.0)))[: q.k]
-    details = _details(lake, q.dataset, ranked, columns)
+    details = _details(lake, q.dataset, ranked, columns, integer_ids)
     sources = [_source(w, scores[w], boosts.get(w), details.get(w, {}), q) for w in ranked]
     timings["explain_ms"] = (time.perf_counter() - t) * 1000
     timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -175,15 +264,14 @@ def _empty(q: HybridQuery, timings: dict[str, float], started: float) -> dict[st
     }
 
 
-def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str]) -> dict[str, dict[str, Any]]:
-    from lakehouse.lakehouse import quote_ident, sql_literal
+def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str], integer_ids: bool = False) -> dict[str, dict[str, Any]]:
+    from lakehouse.lakehouse import quote_ident
 
     if not worker_ids:
         return {}
     wanted = [c for c in DETAIL_COLUMNS if c in columns]
     select = ", ".join(["CAST(worker_id AS VARCHAR) AS worker_id", *(quote_ident(c) for c in wanted)])
-    ids = ", ".join(sql_literal(w) for w in worker_ids)
-    rows = lake.sql(f"SELECT {select} FROM {quote_ident(dataset)} WHERE CAST(worker_id AS VARCHAR) IN ({ids})").to_pylist()
+    rows = lake.sql(f"SELECT {select} FROM {quote_ident(dataset)} WHERE {_id_in(worker_ids, integer_ids)}").to_pylist()
     return {r.pop("worker_id"): r for r in rows}
 
 
