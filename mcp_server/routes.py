@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from lakehouse.lakehouse import quote_ident
 from mcp_server import masking
 from mcp_server.auth import ApiError, Caller, KeyRing, caller
 from mcp_server.errors import JSON
-from mcp_server.gateway import RecruiterGateway, quote_ident
+from mcp_server.gateway import RecruiterGateway
 from mcp_server.recruiting import Recruiting, normalizer
 from mcp_server.store import Store
 from mcp_server.tools import ToolRegistry
