@@ -95,7 +95,7 @@ PRODUCT_EF_SEARCH = 64
 THREADS = 2
 SEED = 42
 EF_GRID = (10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 512, 640, 768, 1024, 1536, 2048,
-           3072, 4096)
+           3072, 4096, 6144, 8192, 12288)
 RECALL_TARGETS = (0.90, 0.95, 0.99)
 SELECTIVITIES = (("sel_50", 0.50), ("sel_10", 0.10), ("sel_1", 0.01), ("sel_0.1", 0.001))
 POSTFILTER_FACTOR = 10  # the peer fetches top-(K x this) and then filters
@@ -466,8 +466,12 @@ def smallest_ef(recalls: dict[int, float], target: float) -> int | None:
 
 
 def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps: int,
-                   quantizations: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], HnswRun]:
+                   quantizations: tuple[str, ...] = (), targets: tuple[float, ...] | None = None,
+                   search_reps: int | None = None) -> tuple[list[dict[str, Any]], HnswRun]:
     from lakehouse.vectors.hnsw import HnswBackend
+
+    targets = targets or sizes.recall_targets
+    search_reps = search_reps or sizes.search_reps
 
     n = len(vs)
     log(f"hnsw/{vs.name}: {n:,} x {vs.dim} vectors, {len(vs.queries)} queries; build {reps} rep(s) per side")
@@ -504,9 +508,9 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
 
     qbytes = [np.ascontiguousarray(q, dtype="<f4").tobytes() for q in vs.queries]
     q2d = [vs.queries[i:i + 1] for i in range(len(vs.queries))]
-    ours_recall, peer_recall = sweep(vs, ours_path, peer_index, qbytes, max(sizes.recall_targets))
+    ours_recall, peer_recall = sweep(vs, ours_path, peer_index, qbytes, max(targets))
     at: dict[str, dict[str, Any]] = {}
-    for target in sizes.recall_targets:
+    for target in targets:
         ef_o, ef_p = smallest_ef(ours_recall, target), smallest_ef(peer_recall, target)
         entry: dict[str, Any] = {"ef_ours": ef_o, "ef_hnswlib": ef_p,
                                  "recall_ours": ours_recall.get(ef_o), "recall_hnswlib": peer_recall.get(ef_p)}
@@ -520,7 +524,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
         timed_pass(lambda i: ours_idx.search(qbytes[i], K, None, None), len(qbytes))
         peer_index.set_ef(ef_p)
         timed_pass(lambda i: peer_index.knn_query(q2d[i], k=K, num_threads=1), len(q2d))
-        for rep in range(sizes.search_reps):
+        for rep in range(search_reps):
             for side in (("ours", "peer") if rep % 2 == 0 else ("peer", "ours")):
                 if side == "ours":
                     ours_passes.append(timed_pass(lambda i: ours_idx.search(qbytes[i], K, None, None), len(qbytes)))
@@ -531,30 +535,50 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
         if target == 0.95:  # the product's own paths at the same ef
             wrapper = HnswBackend(ours_idx, ours_path.parent, {})
             entry["ours_wrapper"] = summarize([timed_pass(lambda i: wrapper.search(vs.queries[i], K), len(qbytes))
-                                               for _ in range(max(1, sizes.search_reps // 2))])
+                                               for _ in range(max(1, search_reps // 2))])
             mapped = open_ours(ours_path, ef_o, mmap=True)
             timed_pass(lambda i: mapped.search(qbytes[i], K, None, None), len(qbytes))
             entry["ours_mmap"] = summarize([timed_pass(lambda i: mapped.search(qbytes[i], K, None, None), len(qbytes))
-                                            for _ in range(max(1, sizes.search_reps // 2))])
+                                            for _ in range(max(1, search_reps // 2))])
             del mapped, wrapper
         del ours_idx
         at[f"{target:.2f}"] = entry
         log(f"  recall {target}: ours ef {ef_o} p50 {entry['ours']['p50_us']:.0f}us qps {entry['ours']['qps']:.0f} | "
             f"hnswlib ef {ef_p} p50 {entry['hnswlib']['p50_us']:.0f}us qps {entry['hnswlib']['qps']:.0f}")
+    # context: the product's default ef_search, and a brute-force scan of the same vectors
+    ef = PRODUCT_EF_SEARCH
+    default_idx = open_ours(ours_path, ef)
+    if ef not in ours_recall:
+        ours_recall[ef] = recall_of(ours_keys(default_idx, qbytes), vs.base, vs.queries, vs.kth)
+    if ef not in peer_recall:
+        peer_recall[ef] = recall_of(peer_keys(peer_index, vs.queries, ef), vs.base, vs.queries, vs.kth)
+    peer_index.set_ef(ef)
+    timed_pass(lambda i: default_idx.search(qbytes[i], K, None, None), len(qbytes))
+    at_default = {
+        "ef": ef, "recall_ours": ours_recall[ef], "recall_hnswlib": peer_recall[ef],
+        "ours_p50_us": summarize([timed_pass(lambda i: default_idx.search(qbytes[i], K, None, None), len(qbytes))])["p50_us"],
+        "hnswlib_p50_us": summarize([timed_pass(lambda i: peer_index.knn_query(q2d[i], k=K, num_threads=1), len(q2d))])["p50_us"],
+    }
+    del default_idx
+    n_brute = min(len(vs.queries), 100)
+    brute = summarize([timed_pass(lambda i: np.argpartition(vs.base @ vs.queries[i], -K)[-K:], n_brute)])
+    at_default["numpy_bruteforce_p50_us"] = brute["p50_us"]  # recall 1.0; numpy/BLAS may use both cores
+    log(f"  at ef {ef}: recall ours {ours_recall[ef]:.4f} p50 {at_default['ours_p50_us']:.0f}us | hnswlib {peer_recall[ef]:.4f} "
+        f"p50 {at_default['hnswlib_p50_us']:.0f}us | numpy brute force p50 {brute['p50_us']:.0f}us")
     sweep_table = {"ef": sorted(set(ours_recall) | set(peer_recall)),
                    "ours": [rnd(ours_recall.get(ef), 4) for ef in sorted(set(ours_recall) | set(peer_recall))],
                    "hnswlib": [rnd(peer_recall.get(ef), 4) for ef in sorted(set(ours_recall) | set(peer_recall))]}
     e95 = at["0.95"]
-    details = {"at_recall": _round_all(at), "recall_sweep": sweep_table, **common}
+    details = {"at_recall": _round_all(at), "at_default_ef": _round_all(at_default), "recall_sweep": sweep_table, **common}
     anchor = {"spec_anchor_p50_us": SPEC["p50_us"], "target_p50_us": TARGET["p50_us"]} if vs.dim == 768 else {"target_p50_us": TARGET["p50_us"]}
     if "ours" in e95:
         out.append(record("hnsw", f"search_recall95{suffix}", "p50_us", e95["ours"]["p50_us"], "hnswlib", e95["hnswlib"]["p50_us"],
                           rows=n, ours_p95=rnd(e95["ours"]["p95_us"]), peer_p95=rnd(e95["hnswlib"]["p95_us"]),
                           ef_ours=e95["ef_ours"], ef_peer=e95["ef_hnswlib"], recall_ours=rnd(e95["recall_ours"], 4),
-                          recall_peer=rnd(e95["recall_hnswlib"], 4), iterations=sizes.search_reps, **anchor, details=details))
+                          recall_peer=rnd(e95["recall_hnswlib"], 4), iterations=search_reps, **anchor, details=details))
         out.append(record("hnsw", f"qps_recall95{suffix}", "qps", e95["ours"]["qps"], "hnswlib", e95["hnswlib"]["qps"],
                           rows=n, ef_ours=e95["ef_ours"], ef_peer=e95["ef_hnswlib"], higher_is_better=True, threads=1,
-                          iterations=sizes.search_reps, dataset=vs.name))
+                          iterations=search_reps, dataset=vs.name))
     else:
         for case, metric in (("search_recall95", "p50_us"), ("qps_recall95", "qps")):
             out.append(record("hnsw", f"{case}{suffix}", metric, None, "hnswlib", None, rows=n,
@@ -573,6 +597,8 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
             recalls[ef] = recall_of(ours_keys(idx, qbytes), vs.base, vs.queries, vs.kth)
             del idx
             if ef >= (ef95 or 0) and recalls[ef] >= 0.95:
+                break
+            if ef >= max(16 * (ef95 or EF_GRID[0]), 512):  # i8 plateaus below 0.95 on MiniLM vectors
                 break
         own95 = smallest_ef(recalls, 0.95)
         timing = None
@@ -674,7 +700,11 @@ def bench_filtered(vs: VectorSet, ours_path: Path, sizes: Sizes, seed: int = SEE
 
 # ---------------------------------------------------------------------- area: embed
 EMBED_CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+def hwm_mib():  # this process's own high-water mark (ru_maxrss would carry the parent's over exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 texts = json.load(open(sys.argv[1]))
 reps = int(sys.argv[2])
 t0 = time.perf_counter()
@@ -682,7 +712,7 @@ from lakehouse.vectors.embedder import LocalEmbedder
 embedder = LocalEmbedder()
 load_s = time.perf_counter() - t0
 embedder.embed(texts[:64])  # warm-up
-rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rss_before = hwm_mib()
 runs = []
 for _ in range(reps):
     t = time.perf_counter()
@@ -690,8 +720,7 @@ for _ in range(reps):
     runs.append(time.perf_counter() - t)
 assert vectors.shape == (len(texts), embedder.dim)
 print(json.dumps({"runs": runs, "load_s": load_s, "dim": embedder.dim, "model": embedder.model_id,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "rss_after_load_mib": rss_before / 1024}))
+                  "peak_rss_mib": hwm_mib(), "rss_after_load_mib": rss_before}))
 """
 
 
@@ -778,6 +807,44 @@ def _new_workers(template: Any, count: int, first_id: int, avoid: set[str], seed
     return table.cast(template.schema)
 
 
+class StepTimer:
+    """Times the refresh's steps from the outside: wraps methods of the manager instance
+    (an instance attribute shadows the class's method) and `HnswBackend.extend`, and puts
+    everything back on `restore()`. The product's code is unchanged."""
+
+    STEPS = ("_read_chunks", "_embed_with_progress", "_write_chunks", "_store_embeddings", "promote", "_load_version",
+             "_mark_embedded")
+
+    def __init__(self, manager: Any):
+        from lakehouse.vectors.hnsw import HnswBackend
+
+        self.ms: dict[str, float] = {}
+        self._manager = manager
+        self._backend = HnswBackend
+        self._extend = HnswBackend.__dict__["extend"]
+        for name in self.STEPS:
+            setattr(manager, name, self._wrap(name, getattr(manager, name)))
+        HnswBackend.extend = self._wrap("hnsw_extend", HnswBackend.extend)
+
+    def _wrap(self, name: str, fn: Callable) -> Callable:
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - started) * 1000
+        return timed
+
+    def take(self) -> dict[str, float]:
+        out, self.ms = self.ms, {}
+        return out
+
+    def restore(self) -> None:
+        for name in self.STEPS:
+            self._manager.__dict__.pop(name, None)
+        self._backend.extend = self._extend
+
+
 def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[str, Any]]:
     from lakehouse.vectors.embedder import LocalEmbedder
     from lakehouse.vectors.manager import VectorIndexes
@@ -786,6 +853,7 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
     data_dir = workdir / "refresh-lake"
     lake = _open_lakehouse(data_dir)
     out = []
+    timer = None
     try:
         lake.ingest_table(data.workers, "workers")
         local = LocalEmbedder(None, data.model_id, lake.path / "_vectors" / "cache")  # what the product makes
@@ -803,59 +871,60 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
         next_id = n + 1
         probe = lake.vectors.embedder.embed(["warm-up text for the refresh bench"])  # model loaded before timing
         assert probe.shape[1] == data.vectors.dim
+        timer = StepTimer(lake.vectors)
 
-        def one_refresh(count: int, seed: int) -> tuple[float, dict[str, Any], Any]:
+        def one_refresh(count: int, seed: int) -> tuple[float, dict[str, Any]]:
             nonlocal next_id
             new = _new_workers(data.workers, count, next_id, avoid, seed)
             next_id += count
             lake.ingest_table(new, "workers")
             stale = bool(lake._catalog.get_live("workers").get("embeddings_stale"))
             gc.collect()
+            timer.take()
             started = time.perf_counter()
             result = lake.vectors.refresh("workers")
             seconds = time.perf_counter() - started
+            result["steps_ms"] = timer.take()
             if result.get("embedded") != count:
                 raise RuntimeError(f"refresh embedded {result.get('embedded')} rows, expected {count}: {result}")
             result["stale_flag_ok"] = stale and not lake._catalog.get_live("workers").get("embeddings_stale")
-            return seconds, result, new
+            return seconds, result
+
+        def breakdown(results: list[dict[str, Any]], total_ms: float) -> dict[str, float]:
+            """Median ms per step; `promote` includes `_load_version`; `other` is the rest
+            (previous chunk list, diff by content hash, registry, journal)."""
+            names = sorted({k for r in results for k in r["steps_ms"]})
+            steps = {k: median([r["steps_ms"].get(k, 0.0) for r in results]) for k in names}
+            top = sum(v for k, v in steps.items() if k != "_load_version")
+            return {**{k: rnd(v, 1) for k, v in steps.items()}, "other": rnd(total_ms - top, 1)}
 
         times, results = [], []
         for rep in range(sizes.refresh_reps):
-            seconds, result, new = one_refresh(34, 1000 + rep)
+            seconds, result = one_refresh(34, 1000 + rep)
             times.append(seconds * 1000)
             results.append(result)
-            log(f"  refresh_34 rep {rep}: {seconds * 1000:.0f} ms (version {result['version']}, {result['rows']:,} rows)")
-        # where the time goes: the same steps measured on their own after the last refresh
-        definition = lake.vectors.definition("workers")
-        t = time.perf_counter()
-        chunks = lake.vectors._read_chunks(definition)
-        read_ms = (time.perf_counter() - t) * 1000
-        fresh_texts = new.column("profile").to_pylist()
-        bare = LocalEmbedder(None, data.model_id)  # no cache: the cost of embedding 34 new texts
-        bare.embed(fresh_texts[:2])
-        t = time.perf_counter()
-        bare.embed(fresh_texts)
-        embed_ms = (time.perf_counter() - t) * 1000
-        del bare
+            log(f"  refresh_34 rep {rep}: {seconds * 1000:.0f} ms (version {result['version']}, {result['rows']:,} rows) "
+                f"{ {k: round(v) for k, v in result['steps_ms'].items()} }")
         hits = lake.vectors.search("workers", data.vectors.queries[0], k=10)
+        steps = breakdown(results, median(times))
         out.append(record(
             "embed", "refresh_34", "ms", median(times), rows=n, iterations=sizes.refresh_reps, ours_p95=rnd(p95(times)),
             all_runs=[rnd(x, 1) for x in times], index_rows_after=results[-1]["rows"], target_ms=TARGET["refresh_34_ms"],
-            spec_anchor_ms=SPEC["refresh_34_ms"], create_s=rnd(create_s, 2),
-            breakdown_ms={"read_and_chunk_dataset": rnd(read_ms, 1), "embed_34_texts_model_only": rnd(embed_ms, 1),
-                          "rest_build_save_store_promote": rnd(median(times) - read_ms - embed_ms, 1)},
-            chunks=len(chunks), search_after_refresh_hits=len(hits["hits"]),
-            stale_flag_set_and_cleared=all(r["stale_flag_ok"] for r in results),
+            spec_anchor_ms=SPEC["refresh_34_ms"], create_s=rnd(create_s, 2), breakdown_ms=steps,
+            search_after_refresh_hits=len(hits["hits"]), stale_flag_set_and_cleared=all(r["stale_flag_ok"] for r in results),
         ))
-        log(f"  embed/refresh_34: {median(times):.0f} ms median on {n:,} rows (read+chunk {read_ms:.0f} ms, "
-            f"embed-only {embed_ms:.0f} ms)")
+        log(f"  embed/refresh_34: {median(times):.0f} ms median on {n:,} rows; steps {steps}")
         if sizes.refresh_10k:
-            seconds, result, _ = one_refresh(10_000, 2000)
+            seconds, result = one_refresh(10_000, 2000)
             out.append(record("embed", "refresh_10k", "ms", seconds * 1000, rows=n + 34 * sizes.refresh_reps, iterations=1,
                               embedded=result["embedded"], index_rows_after=result["rows"],
-                              texts_per_s_overall=rnd(10_000 / seconds, 1)))
-            log(f"  embed/refresh_10k: {seconds:.1f} s ({10_000 / seconds:.0f} rows/s overall)")
+                              rows_per_s_overall=rnd(10_000 / seconds, 1), breakdown_ms=breakdown([result], seconds * 1000),
+                              stale_flag_set_and_cleared=result["stale_flag_ok"]))
+            log(f"  embed/refresh_10k: {seconds:.1f} s ({10_000 / seconds:.0f} rows/s overall); "
+                f"steps { {k: round(v) for k, v in result['steps_ms'].items()} }")
     finally:
+        if timer is not None:
+            timer.restore()
         lake.close()
     return out
 
@@ -898,7 +967,9 @@ def run(quick: bool, *, areas: tuple[str, ...] = AREAS, workdir: Path | None = N
                 out += _failed("hnsw", [("build", "seconds"), ("search_recall95", "p50_us"), ("qps_recall95", "qps")], exc)
             try:
                 random_set = load_random(sizes)
-                records, _ = bench_hnsw_set(random_set, sizes, tmp, "_768", sizes.build_reps_768)
+                # recall 0.95 on uniformly random 768-d vectors needs ef in the thousands: time that target only
+                records, _ = bench_hnsw_set(random_set, sizes, tmp, "_768", sizes.build_reps_768, targets=(0.95,),
+                                            search_reps=min(3, sizes.search_reps))
                 out += records
                 del random_set, records
             except Exception as exc:

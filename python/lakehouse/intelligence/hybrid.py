@@ -72,7 +72,7 @@ def build_where(
     distinct values grouped by their `lower()` form, so a case-insensitive equality
     becomes a plain `IN` over the stored spellings (same rows, no per-row lowercasing);
     `integer_ids` compares `worker_id` as a number when the ids allow it."""
-    from lakehouse.lakehouse import quote_ident, sql_literal
+    from lakehouse.lakehouse import sql_literal
 
     clauses = []
     for column, value in (("role", q.role), ("city", q.city), ("state", q.state), ("availability", q.availability)):
