@@ -15,13 +15,18 @@ Data
   + 1,000 held-out profiles as queries (quick: 10,000 + 100). Embedded once and cached
   as .npy in `bench/results/vector-cache/` (git-ignored; `LAKEHOUSE_BENCH_VECTOR_CACHE`
   overrides), keyed by generator source hash, sizes, seed and model.
-- `random768`: 100,000 + 1,000 random unit vectors of 768 dimensions (numpy seed 42), the
-  shape of the spec's published anchors (HNSW build ~230 s, search p50 ~873 µs).
+- `random768`: 100,000 + 300 random unit vectors of 768 dimensions (numpy seed 42), the
+  shape of the spec's published anchors (HNSW build ~230 s, search p50 ~873 µs). Uniform
+  random vectors are HNSW's worst case (no neighbourhood structure): recall 0.95 needs
+  ef_search in the thousands, on any HNSW.
+- `minilm-rotated768` (full run): the minilm set multiplied by a random 768 x 384 matrix
+  with orthonormal columns; cosines, hence neighbours, are unchanged, each distance costs
+  what a 768-d one does: real-embedding structure at the anchors' dimension.
 - Ground truth is exact cosine top-10 (numpy). recall@10 counts a returned key as correct
   when its exact similarity is at least the 10th best one's (minus 1e-5), so exact ties
   are not counted as misses.
 
-Area `hnsw` (both data sets; the `*_768` records are the random768 set):
+Area `hnsw` (`build`, ... on minilm; `*_768` on random768; `*_768_minilm` on minilm-rotated768):
 - `build` (seconds): `_core.HnswIndex.build` vs `hnswlib.Index.add_items`, same vectors,
   M 16 / ef_construction 128 (the product defaults), 2 threads each, cosine; median of
   interleaved repetitions.
@@ -30,7 +35,9 @@ Area `hnsw` (both data sets; the `*_768` records are the random768 set):
   query per call, single thread, `HnswIndex.search(query_bytes, 10)` vs
   `hnswlib.knn_query(q, 10, num_threads=1)`. p50 and QPS are medians over repetitions
   of the whole query set. The details carry the same at recall 0.90 and 0.99, p95, the
-  product wrapper (`HnswBackend.search`, numpy in/out) and the memory-mapped index.
+  product wrapper (`HnswBackend.search`, numpy in/out) and the memory-mapped index;
+  `at_default_ef` gives recall and p50 at the product's ef_search 64 and a numpy
+  brute-force p50 for scale. random768 times recall 0.95 only (3 passes).
 - `build_f16`, `build_i8` (seconds, peer = our f32 build): the quantization options, with
   their recall at the f32 index's 0.95 ef, their own ef/p50 for 0.95, and file sizes.
 
@@ -48,7 +55,8 @@ Area `embed`:
 - `refresh_34` (ms): a `workers` dataset of 100,000 rows (quick: 10,000) with an HNSW
   index on `profile`; 34 new rows are ingested, then `lake.vectors.refresh("workers")` is
   timed (embed the new rows with the real model, extend the graph, save, promote).
-  Median of 5 (quick: 3). The index's first build is seeded from the cached real-model
+  Median of 5 (quick: 3); `breakdown_ms` times the manager's steps from outside (method
+  wrappers, the product code unchanged). The index's first build is seeded from the cached real-model
   vectors of the same texts (so the bench does not re-embed 100K texts); every timed
   refresh embeds through the product's `LocalEmbedder` with its on-disk cache.
 - `refresh_10k` (ms): the same with 10,000 new rows (full run only).
