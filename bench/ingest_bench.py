@@ -34,12 +34,8 @@ and an `error` field, so the other cases (and bench/run's other areas) still rep
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gc
 import json
-import math
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -50,15 +46,13 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+import common
+from common import REPO, no_gc, open_lakehouse, own_peak_rss_mib, p95, record, rnd
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 CASES = ("csv_1m_pyarrow", "postgres_1m", "inbox_10k", "inbox_burst_100")
 
-try:  # installed by `maturin develop`; else use the source tree
-    import lakehouse  # noqa: F401
-except ImportError:
-    sys.path.append(str(REPO / "python"))
+common.use_source_tree_if_not_installed()
 
 
 # ---------------------------------------------------------------------- sizes
@@ -71,59 +65,7 @@ def sizes_for(quick: bool) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------- records (bench/run's shape)
-_T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[ingest-bench {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-def p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]  # nearest rank, as bench/run
-
-
-def record(area: str, case: str, metric: str, ours: float | None, peer: str | None = None, peer_value: float | None = None,
-           rows: int | None = None, ratio: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The same record as bench/run's `record`."""
-    if ratio is None and peer_value and ours is not None:
-        ratio = ours / peer_value
-    out = {
-        "area": area, "case": case, "metric": metric, "ours": rnd(ours), "peer": peer,
-        "peer_value": rnd(peer_value), "ratio": rnd(ratio) if peer is not None else None, "rows": rows,
-    }
-    out.update(extra)
-    out["peak_rss_mib"] = peak_rss_mib()
-    return out
-
-
-@contextlib.contextmanager
-def no_gc():
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def open_lakehouse(data_dir: Path):
-    from lakehouse.config import Config
-    from lakehouse.lakehouse import Lakehouse
-
-    config = Config.load(data_dir, env={})  # ignore LAKEHOUSE_* from the caller's shell
-    config.data_dir = str(data_dir)
-    return Lakehouse(data_dir, config=config, actor="bench")
+log = common.Log("ingest-bench")
 
 
 # ---------------------------------------------------------------------- csv_1m_pyarrow
@@ -280,20 +222,8 @@ def pg_child(side: str, dsn: str, table: str) -> None:
     print(json.dumps({"side": side, "seconds": seconds, "rows": rows, "peak_rss_mb": own_peak_rss_mib()}))
 
 
-def own_peak_rss_mib() -> float:
-    """This process's own high-water mark. Not `getrusage`: Linux carries `ru_maxrss`
-    over from the parent through fork and exec, so a child would report the parent's."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return peak_rss_mib()
-
-
 def pg_measure(side: str, dsn: str, table: str) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "python"), os.environ.get("PYTHONPATH")]))}
+    env = common.with_pythonpath(os.environ, REPO / "python")
     done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--pg-child", side, "--dsn", dsn, "--table", table],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
@@ -446,59 +376,31 @@ def run_ingest_cases(*, quick: bool, seed: int = 42, workdir: Path, csv: Path | 
     return out
 
 
-def _bench_run_module():
-    """bench/run as a module (for its cached CSV and machine block when run standalone)."""
-    import importlib.machinery
-    import importlib.util
-
-    if "lakehouse_bench_run" in sys.modules:
-        return sys.modules["lakehouse_bench_run"]
-    loader = importlib.machinery.SourceFileLoader("lakehouse_bench_run", str(BENCH_DIR / "run"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # its dataclasses look their module up
-    loader.exec_module(module)
-    return module
-
-
 def _workers_csv(rows: int, seed: int) -> Path:
-    run = _bench_run_module()
+    run = common.load_bench_run()  # its cached workers CSV, the one bench/run's csv_1m uses
     run.CACHE_DIR.mkdir(exist_ok=True)
     return run.workers_csv(rows, seed)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="bench/run --quick sizes")
-    parser.add_argument("--only", metavar="CASE[,CASE]", help=f"a subset of: {', '.join(CASES)}")
+    parser = common.bench_parser(__doc__, CASES, "bench/run --quick sizes", what="case")
     parser.add_argument("--dsn", default=DEFAULT_DSN, help="PostgreSQL for postgres_1m")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, help="also save the JSON report here")
-    parser.add_argument("--workdir", type=Path, help="where the temporary data directories go (default: system temp)")
     parser.add_argument("--pg-child", help=argparse.SUPPRESS)
     parser.add_argument("--table", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.pg_child:
         pg_child(args.pg_child, args.dsn, args.table)
         return 0
-    cases = tuple(c.strip() for c in args.only.split(",")) if args.only else CASES
-    unknown = [c for c in cases if c not in CASES]
-    if unknown:
-        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
-    base = args.workdir or Path(tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="lakehouse-ingest-bench-", dir=base))
-    try:
-        results = run_ingest_cases(quick=args.quick, seed=args.seed, workdir=workdir, dsn=args.dsn, cases=cases)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)  # made above by mkdtemp
-    report = {"machine": _bench_run_module().machine_info(), "quick": args.quick, "results": results}
-    text = json.dumps(report, allow_nan=False)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    print(text)
-    return 1 if any(r.get("error") for r in results) else 0
+    cases = common.parse_only(parser, args.only, CASES, what="case")
+
+    def measure() -> list[dict[str, Any]]:
+        workdir = common.temp_dir("lakehouse-ingest-bench-", args.workdir)
+        try:
+            return run_ingest_cases(quick=args.quick, seed=args.seed, workdir=workdir, dsn=args.dsn, cases=cases)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)  # made above by mkdtemp
+
+    return common.run_standalone(measure, quick=args.quick, out=args.out, log=log)
 
 
 if __name__ == "__main__":

@@ -21,16 +21,11 @@ every number is a median with p95 alongside.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import gc
 import json
-import math
-import os
-import resource
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -38,8 +33,8 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+import common
+from common import REPO, no_gc, p50, p95, rnd
 
 try:
     import lakehouse.vectors.lance_backend  # noqa: F401
@@ -50,50 +45,9 @@ AREA = "lance"
 PEER = "pylance_direct"
 K = 10
 
-
-def log(msg: str) -> None:
-    print(f"[lance-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-def p50(samples: list[float]) -> float:
-    return statistics.median(samples)
-
-
-def p95(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def record(case: str, metric: str, ours: float, peer: str | None = None, peer_value: float | None = None,
-           rows: int | None = None, digits: int = 3, **extra: Any) -> dict[str, Any]:
-    """The record shape bench/run emits (area, case, metric, ours, peer, peer_value, ratio, rows, ...)."""
-    ratio = ours / peer_value if peer_value else None
-    out = {"area": AREA, "case": case, "metric": metric, "ours": rnd(ours, digits), "peer": peer,
-           "peer_value": rnd(peer_value, digits), "ratio": rnd(ratio) if peer is not None else None, "rows": rows}
-    out.update(extra)
-    out["peak_rss_mib"] = peak_rss_mib()
-    out["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the 2 cores skews absolute numbers
-    return out
-
-
-@contextlib.contextmanager
-def no_gc():
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
+log = common.Log("lance-bench", clock=False)
+# bench/run's record for this area, plus load_avg_1m (other work on the 2 cores skews absolute numbers)
+record = functools.partial(common.record, AREA, load_avg=True)
 
 
 def interleaved(n: int, ours: Callable[[int], Any], peer: Callable[[int], Any], warmup: int) -> tuple[list[float], list[float]]:
@@ -140,7 +94,7 @@ def run(quick: bool, seed: int = 42, workdir: Path | None = None) -> list[dict[s
     base_keys, spare_keys = keys[:n], keys[n:]
     vectors = unit_vectors(rng, n, dim)
     queries = unit_vectors(rng, n_queries, dim)
-    base = Path(tempfile.mkdtemp(prefix="lance-bench-", dir=workdir))
+    base = common.temp_dir("lance-bench-", workdir)
     results: list[dict[str, Any]] = []
     try:
         # ------------------------------------------------------------------ build

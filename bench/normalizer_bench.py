@@ -23,50 +23,21 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
-import math
-import resource
-import statistics
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+import common
+from common import REPO, p50, p95, record, rnd
+
 FIXTURE = REPO / "tests" / "fixtures" / "normalizer_labelled.jsonl"
 MODULE_PATH = REPO / "python" / "lakehouse" / "intelligence" / "normalizer.py"
 FIELDS = ("role", "count", "city", "state", "date", "certifications", "min_reliability")
 
-
-def log(msg: str) -> None:
-    print(f"[normalizer-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-def record(area: str, case: str, metric: str, ours: float | None, peer: str | None = None, peer_value: float | None = None,
-           rows: int | None = None, ratio: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The same record as bench/run's `record`."""
-    if ratio is None and peer_value and ours is not None:
-        ratio = ours / peer_value
-    out = {
-        "area": area, "case": case, "metric": metric, "ours": rnd(ours), "peer": peer,
-        "peer_value": rnd(peer_value), "ratio": rnd(ratio) if peer is not None else None, "rows": rows,
-    }
-    out.update(extra)
-    out["peak_rss_mib"] = peak_rss_mib()
-    return out
+log = common.Log("normalizer-bench", clock=False)
 
 
 def load_normalizer(fresh: bool = False) -> ModuleType:
@@ -146,16 +117,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
             start = time.perf_counter_ns()
             norm.normalize(text, today=day)
             samples.append((time.perf_counter_ns() - start) / 1000)
-    ordered = sorted(samples)
-    p50 = statistics.median(samples)
-    p95 = ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-    log(f"latency: p50 {p50:.0f} us, p95 {p95:.0f} us over {len(samples)} calls")
+    p50_us, p95_us = p50(samples), p95(samples)
+    log(f"latency: p50 {p50_us:.0f} us, p95 {p95_us:.0f} us over {len(samples)} calls")
 
     return [
         record("normalizer", "accuracy", "exact_match", ours["exact"], "no_onet", dictionary_only["exact"], rows=ours["n"],
                fields=ours["fields"], splits=ours["splits"], no_onet_fields=dictionary_only["fields"],
                onet_loaded=sources["onet_titles"] > 0),
-        record("normalizer", "latency", "p50_us", p50, rows=len(texts), p95_us=rnd(p95, 1), calls=len(samples),
+        record("normalizer", "latency", "p50_us", p50_us, rows=len(texts), p95_us=rnd(p95_us, 1), calls=len(samples),
                cold_load_ms=rnd(cold_load_ms, 1)),
     ]
 

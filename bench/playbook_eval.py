@@ -29,7 +29,8 @@ from typing import Any
 
 import pyarrow as pa
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, rnd
+
 sys.path.insert(0, str(REPO / "python"))
 
 from lakehouse import Lakehouse  # noqa: E402
@@ -161,7 +162,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     def rec(case: str, metric: str, on: float, off: float, **extra: Any) -> dict[str, Any]:
         return {"area": "learning", "case": case, "metric": metric, "ours": on, "peer": "boost_off", "peer_value": off,
-                "ratio": round(on / off, 3) if off else None, **extra}
+                "ratio": rnd(on / off) if off else None, **extra}
 
     return [
         rec("recall_at_5", "recall_at_5", week4["recall5_on"], week4["recall5_off"], at_week=4, **common),

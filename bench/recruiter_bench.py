@@ -74,25 +74,20 @@ Data, and how 500K profiles get embeddings without 30 minutes of model time
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import gc
 import hashlib
 import json
-import math
 import os
 import random
-import resource
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +95,9 @@ from typing import Any
 
 import numpy as np
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+import common
+from common import BENCH_DIR, REPO, open_lakehouse, p50, p95, peak_rss_mib, round_all
+
 for path in (REPO / "python", REPO):  # lakehouse (when not installed) and the top-level mcp_server package
     if str(path) not in sys.path:
         sys.path.append(str(path))
@@ -141,69 +137,22 @@ QUICK = Sizes(workers=50_000, playbooks=100_000, hybrid_queries=90, cached_queri
 
 
 # ---------------------------------------------------------------------- records (bench/run's shape)
-_T0 = time.perf_counter()
-
-
-def log(msg: str) -> None:
-    print(f"[recruiter-bench {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-def p50(values) -> float:
-    return float(statistics.median(values))
-
-
-def p95(values) -> float:
-    ordered = sorted(values)
-    return float(ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)])  # nearest rank, as bench/run
-
-
-def _round_all(value: Any) -> Any:
-    if isinstance(value, float):
-        return rnd(value)
-    if isinstance(value, dict):
-        return {k: _round_all(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_round_all(v) for v in value]
-    return value
+log = common.Log("recruiter-bench")
 
 
 def record(area: str, case: str, metric: str, ours: float | None, rows: int | None = None, **extra: Any) -> dict[str, Any]:
-    out = {"area": area, "case": case, "metric": metric, "ours": rnd(ours), "peer": None, "peer_value": None,
-           "ratio": None, "rows": rows}
+    """bench/run's record without a peer: `target` and `target_met` say how `ours`
+    compares with the issue's target instead; the extras' floats are rounded."""
     target = TARGETS.get(case)
-    if target is not None:
-        out["target"] = target
-        out["target_met"] = None if ours is None else bool(ours <= target)
-    out.update(_round_all(extra))
-    out["peak_rss_mib"] = peak_rss_mib()
-    return out
+    checked = {} if target is None else {"target": target, "target_met": None if ours is None else bool(ours <= target)}
+    return common.record(area, case, metric, ours, rows=rows, **checked, **round_all(extra))
 
 
 def _failed(area: str, cases: list[tuple[str, str]], exc: BaseException) -> list[dict[str, Any]]:
-    log(f"{area} FAILED:\n{traceback.format_exc()}")
-    return [record(area, case, metric, None, error=f"{type(exc).__name__}: {exc}"[:500]) for case, metric in cases]
+    return common.failed_records(area, cases, exc, log, record)
 
 
 # ---------------------------------------------------------------------- the prepared data directory
-def _open_lakehouse(data_dir: Path, actor: str = "bench"):
-    from lakehouse.config import Config
-    from lakehouse.lakehouse import Lakehouse
-
-    config = Config.load(data_dir, env={})  # ignore LAKEHOUSE_* from the caller's shell
-    config.data_dir = str(data_dir)
-    return Lakehouse(data_dir, config=config, actor=actor)
-
-
 def _prep_key(n_workers: int, seed: int, playbooks: int) -> str:
     h = hashlib.sha256()
     h.update(f"{PREP_VERSION}|{TEXT_COLUMNS}|{NOISE_SIGMA}|{PLAYBOOKS_PER_CITY}".encode())
@@ -277,7 +226,7 @@ def _build(root: Path, n_workers: int, seed: int, n_playbooks: int) -> dict[str,
     tables = generate(n_workers, seed)
     log(f"  generated demo data in {time.perf_counter() - t:.1f}s: " + ", ".join(f"{n} {tables[n].num_rows:,}" for n in DATASETS))
     t = time.perf_counter()
-    with _open_lakehouse(data, "bench-prep") as lake:
+    with open_lakehouse(data, actor="bench-prep") as lake:
         for name in DATASETS:
             lake.ingest_table(tables[name], name)
         log(f"  ingested in {time.perf_counter() - t:.1f}s")
@@ -321,7 +270,7 @@ def _build(root: Path, n_workers: int, seed: int, n_playbooks: int) -> dict[str,
     cache_files = lambda: {p.name: p.stat().st_size for p in (data / "_vectors" / "cache").iterdir()}  # noqa: E731
     before = cache_files()
     t = time.perf_counter()
-    with _open_lakehouse(data, "bench-prep") as lake:
+    with open_lakehouse(data, actor="bench-prep") as lake:
         built = lake.vectors.create("workers", TEXT_COLUMNS, "worker_id")
     meta["index_build_s"] = time.perf_counter() - t
     if cache_files() != before:  # a model call would have appended its vectors to the cache
@@ -394,10 +343,8 @@ class RunDir:
     for the recruiter API's state. Removed at the end of the run."""
 
     def __init__(self, prepared: Path, workdir: Path | None):
-        base = workdir or Path(tempfile.gettempdir())
-        base.mkdir(parents=True, exist_ok=True)
-        self.base = base
-        self.root = Path(tempfile.mkdtemp(prefix="lakehouse-recruiter-bench-", dir=base))
+        self.base = workdir or Path(tempfile.gettempdir())
+        self.root = common.temp_dir("lakehouse-recruiter-bench-", self.base)
         t = time.perf_counter()
         self.data = self.root / "data"
         shutil.copytree(prepared / "data", self.data)
@@ -507,14 +454,14 @@ def bench_hybrid(lake: Any, sizes: Sizes, sample: Sample, seed: int) -> tuple[li
                        "sql_matches_p50": p50([a["sql_matches"] for a in answers[kind]]),
                        "paths": dict(Counter(a["search_path"] for a in answers[kind])),
                        "stages_p50_ms": _stage_medians(answers[kind])} for kind in KINDS}
-    common = {
+    shared = {
         "queries": len(every), "distinct_query_texts": True, "playbook_entries": len(lake.playbooks),
         "cached_query_p50_ms": p50(cached), "cached_query_p95_ms": p95(cached), "cached_queries": len(cached),
         "by_filter": per_kind, "stages_p50_ms": _stage_medians(all_answers), "k": 10,
     }
     rows = _workers_rows(lake)
     return [
-        record("hybrid", "p50", "ms", p50(every), rows=rows, ours_p95=p95(every), **common),
+        record("hybrid", "p50", "ms", p50(every), rows=rows, ours_p95=p95(every), **shared),
         record("hybrid", "p95", "ms", p95(every), rows=rows, ours_p50=p50(every)),
     ], queries
 
@@ -678,7 +625,7 @@ def servers(run_dir: RunDir):
     }
     gateway_url, mcp_url = f"http://127.0.0.1:{gport}", f"http://127.0.0.1:{mport}"
     mcp_env = {
-        **env, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "python"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        **common.with_pythonpath(env, REPO, REPO / "python"),
         "MCP_GATEWAY_URL": gateway_url, "MCP_API_KEY": GATEWAY_KEY, "MCP_DATA_DIR": str(run_dir.root / "recruiter-http"),
         "MCP_API_KEYS": API_KEYS, "MCP_HOST": "127.0.0.1", "MCP_PORT": str(mport),
     }
@@ -811,19 +758,18 @@ def run(quick: bool, *, workdir: Path | None = None, seed: int = 42, areas: tupl
     prep_meta = json.loads((prepared / "meta.json").read_text())
     run_dir = RunDir(prepared, workdir)
     try:
-        lake = _open_lakehouse(run_dir.data)
+        lake = open_lakehouse(run_dir.data)
         try:
             sample = sample_workers(lake, sizes.workers)
             queries: list[dict[str, Any]] = []
-            if "hybrid" in areas or "memory" in areas:
+            if "hybrid" in areas:
                 log(f"== hybrid: {sizes.hybrid_queries} distinct queries (+ {sizes.cached_queries} cached)")
                 try:
                     records, queries = bench_hybrid(lake, sizes, sample, seed)
-                    if "hybrid" in areas:
-                        out += records
-                        log(f"   p50 {records[0]['ours']} ms, p95 {records[1]['ours']} ms, cached p50 {records[0]['cached_query_p50_ms']} ms")
+                    out += records
+                    log(f"   p50 {records[0]['ours']} ms, p95 {records[1]['ours']} ms, cached p50 {records[0]['cached_query_p50_ms']} ms")
                 except Exception as exc:
-                    out += _failed("hybrid", HYBRID_CASES, exc) if "hybrid" in areas else []
+                    out += _failed("hybrid", HYBRID_CASES, exc)
             if "memory" in areas:
                 log(f"== memory: boost with {len(lake.playbooks):,} playbooks vs none")
                 try:
@@ -861,57 +807,16 @@ def run(quick: bool, *, workdir: Path | None = None, seed: int = 42, areas: tupl
     return out
 
 
-def _bench_run_module():
-    """bench/run as a module (for its machine block when run standalone)."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("lakehouse_bench_run", str(BENCH_DIR / "run"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module
-    loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="bench/run --quick sizes (50K workers)")
-    parser.add_argument("--only", metavar="AREA[,AREA]", help=f"a subset of: {', '.join(AREAS)}")
-    parser.add_argument("--seed", type=int, default=42)
+    parser = common.bench_parser(__doc__, AREAS, "bench/run --quick sizes (50K workers)")
     parser.add_argument("--workers", type=int, help="override the number of workers (development)")
-    parser.add_argument("--out", type=Path, help="also save the JSON report here")
-    parser.add_argument("--workdir", type=Path, help="where the temporary directory goes (default: system temp)")
     args = parser.parse_args(argv)
-    areas = tuple(a.strip() for a in args.only.split(",")) if args.only else AREAS
-    unknown = [a for a in areas if a not in AREAS]
-    if unknown:
-        parser.error(f"unknown area(s) {', '.join(unknown)}; known: {', '.join(AREAS)}")
+    areas = common.parse_only(parser, args.only, AREAS)
     sizes = QUICK if args.quick else FULL
     if args.workers:
         sizes = Sizes(**{**sizes.__dict__, "workers": args.workers})
-    sys.stdout.flush()
-    real_stdout = os.dup(1)
-    os.dup2(2, 1)  # anything native code prints goes to stderr; stdout carries one JSON object
-    try:
-        results = run(args.quick, workdir=args.workdir, seed=args.seed, areas=areas, sizes=sizes)
-        try:
-            machine = _bench_run_module().machine_info()
-        except (Exception, SystemExit) as exc:
-            log(f"machine info unavailable: {exc}")
-            machine = {}
-        report = {"machine": machine, "quick": args.quick, "results": results}
-        text = json.dumps(report, allow_nan=False)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-            log(f"saved {args.out}")
-    finally:
-        sys.stdout.flush()
-        os.dup2(real_stdout, 1)
-        os.close(real_stdout)
-    print(text)
-    return 1 if any(r.get("error") for r in results) else 0
+    return common.run_standalone(lambda: run(args.quick, workdir=args.workdir, seed=args.seed, areas=areas, sizes=sizes),
+                                 quick=args.quick, out=args.out, log=log)
 
 
 if __name__ == "__main__":

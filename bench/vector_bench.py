@@ -64,21 +64,15 @@ Area `embed`:
 
 from __future__ import annotations
 
-import argparse
-import contextlib
+import functools
 import gc
 import hashlib
 import json
-import math
 import os
-import resource
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +80,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
+import common
+from common import (BENCH_DIR, REPO, demo_data_version, no_gc, open_lakehouse, p50, p95, parse_only, peak_rss_mib, rnd,
+                    round_all)
 
-try:  # installed by `maturin develop`; else use the source tree
-    import lakehouse  # noqa: F401
-except ImportError:
-    sys.path.append(str(REPO / "python"))
+common.use_source_tree_if_not_installed()
 
 CACHE_DIR = Path(os.environ.get("LAKEHOUSE_BENCH_VECTOR_CACHE") or BENCH_DIR / "results" / "vector-cache")
 AREAS = ("hnsw", "filtered", "embed")
@@ -139,78 +131,15 @@ QUICK = Sizes(profiles=10_000, profile_queries=100, random=10_000, random_querie
 
 
 # ---------------------------------------------------------------------- records (bench/run's shape)
-_T0 = time.perf_counter()
+log = common.Log("vector-bench")
+record = functools.partial(common.record, load_avg=True)  # bench/run's record + load_avg_1m
 
 
-def log(msg: str) -> None:
-    print(f"[vector-bench {time.perf_counter() - _T0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mib() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
-
-
-def rnd(value: float | None, digits: int = 3) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return round(value, digits)
-
-
-def p95(samples) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]  # nearest rank, as bench/run
-
-
-def median(values) -> float:
-    return statistics.median(values)
-
-
-def record(area: str, case: str, metric: str, ours: float | None, peer: str | None = None, peer_value: float | None = None,
-           rows: int | None = None, ratio: float | None = None, **extra: Any) -> dict[str, Any]:
-    """The same record as bench/run's `record`."""
-    if ratio is None and peer_value and ours is not None:
-        ratio = ours / peer_value
-    out = {
-        "area": area, "case": case, "metric": metric, "ours": rnd(ours), "peer": peer,
-        "peer_value": rnd(peer_value), "ratio": rnd(ratio) if peer is not None else None, "rows": rows,
-    }
-    out.update(extra)
-    out["peak_rss_mib"] = peak_rss_mib()
-    out["load_avg_1m"] = round(os.getloadavg()[0], 2)  # other work on the box skews the numbers
-    return out
-
-
-@contextlib.contextmanager
-def no_gc():
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-def _round_all(value: Any) -> Any:
-    if isinstance(value, float):
-        return rnd(value, 4)
-    if isinstance(value, dict):
-        return {k: _round_all(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_round_all(v) for v in value]
-    return value
+def _failed(area: str, cases: list[tuple[str, str]], exc: BaseException) -> list[dict[str, Any]]:
+    return common.failed_records(area, cases, exc, log, record)
 
 
 # ---------------------------------------------------------------------- data
-def demo_data_version() -> str:
-    """Hash of the generator's source (as bench/run): a changed generator means a new cache."""
-    import lakehouse.demo_data as demo
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(demo.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:10]
-
-
 @dataclass
 class VectorSet:
     name: str
@@ -409,8 +338,14 @@ def open_ours(path: Path, ef: int, mmap: bool = False) -> Any:
     return _core.HnswIndex.open(str(path), mmap, hnsw_params(ef))
 
 
+def hit_keys(keys_le: bytes) -> np.ndarray:
+    """The keys `HnswIndex.search` returns (uint64 little-endian bytes) as row ids."""
+    return np.frombuffer(keys_le, "<u8").astype(np.int64)
+
+
 def ours_keys(index: Any, qbytes: list[bytes], k: int = K) -> list[np.ndarray]:
-    return [np.array([h[0] for h in index.search(qb, k, None, None)["hits"]], dtype=np.int64) for qb in qbytes]
+    # HnswIndex.search -> (keys, scores, path, candidates, shortfall)
+    return [hit_keys(index.search(qb, k, None, None)[0]) for qb in qbytes]
 
 
 def peer_keys(index: Any, queries: np.ndarray, ef: int, k: int = K) -> list[np.ndarray]:
@@ -436,9 +371,9 @@ def timed_pass(call: Callable[[int], Any], n: int) -> tuple[np.ndarray, float]:
 def summarize(passes: list[tuple[np.ndarray, float]]) -> dict[str, float]:
     """Medians over passes of each pass's p50 / p95 / QPS."""
     return {
-        "p50_us": median(float(np.median(lat)) for lat, _ in passes),
-        "p95_us": median(p95(lat.tolist()) for lat, _ in passes),
-        "qps": median(len(lat) / seconds for lat, seconds in passes),
+        "p50_us": p50(float(np.median(lat)) for lat, _ in passes),
+        "p95_us": p50(p95(lat.tolist()) for lat, _ in passes),
+        "qps": p50(len(lat) / seconds for lat, seconds in passes),
         "passes": len(passes),
     }
 
@@ -506,13 +441,13 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
     del ours_index
     gc.collect()
     f32_mb = ours_path.stat().st_size / 2**20
-    common = {"dataset": vs.name, "dim": vs.dim, "M": M, "ef_construction": EF_CONSTRUCTION, "threads": THREADS,
+    shared = {"dataset": vs.name, "dim": vs.dim, "M": M, "ef_construction": EF_CONSTRUCTION, "threads": THREADS,
               "queries": len(vs.queries), "k": K}
-    out = [record("hnsw", f"build{suffix}", "seconds", median(ours_s), "hnswlib", median(peer_s), rows=n,
+    out = [record("hnsw", f"build{suffix}", "seconds", p50(ours_s), "hnswlib", p50(peer_s), rows=n,
                   ours_all=[rnd(s) for s in ours_s], peer_all=[rnd(s) for s in peer_s], iterations=reps,
-                  index_file_mb=rnd(f32_mb, 1), **common,
+                  index_file_mb=rnd(f32_mb, 1), **shared,
                   **({"spec_anchor_s": SPEC["build_s"], "target_s": TARGET["build_768_s"]} if vs.dim == 768 else {}))]
-    log(f"  hnsw/build{suffix}: ours {median(ours_s):.2f}s, hnswlib {median(peer_s):.2f}s")
+    log(f"  hnsw/build{suffix}: ours {p50(ours_s):.2f}s, hnswlib {p50(peer_s):.2f}s")
 
     qbytes = [np.ascontiguousarray(q, dtype="<f4").tobytes() for q in vs.queries]
     q2d = [vs.queries[i:i + 1] for i in range(len(vs.queries))]
@@ -577,7 +512,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
                    "ours": [rnd(ours_recall.get(ef), 4) for ef in sorted(set(ours_recall) | set(peer_recall))],
                    "hnswlib": [rnd(peer_recall.get(ef), 4) for ef in sorted(set(ours_recall) | set(peer_recall))]}
     e95 = at["0.95"]
-    details = {"at_recall": _round_all(at), "at_default_ef": _round_all(at_default), "recall_sweep": sweep_table, **common}
+    details = {"at_recall": round_all(at, 4), "at_default_ef": round_all(at_default, 4), "recall_sweep": sweep_table, **shared}
     anchor = {"spec_anchor_p50_us": SPEC["p50_us"], "target_p50_us": TARGET["p50_us"]} if vs.dim == 768 else {"target_p50_us": TARGET["p50_us"]}
     if "ours" in e95:
         out.append(record("hnsw", f"search_recall95{suffix}", "p50_us", e95["ours"]["p50_us"], "hnswlib", e95["hnswlib"]["p50_us"],
@@ -617,7 +552,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
                                 for _ in range(max(1, sizes.search_reps // 2))])
             del idx
         out.append(record(
-            "hnsw", f"build_{quantization}{suffix}", "seconds", seconds, "f32", median(ours_s), rows=n, dataset=vs.name,
+            "hnsw", f"build_{quantization}{suffix}", "seconds", seconds, "f32", p50(ours_s), rows=n, dataset=vs.name,
             quantization=quantization, recall_at_f32_ef95=rnd(recalls.get(ef95), 4) if ef95 else None,
             f32_recall_at_ef95=rnd(ours_recall.get(ef95), 4) if ef95 else None, f32_ef95=ef95,
             ef_for_recall95=own95, recall_at_own_ef95=rnd(recalls.get(own95), 4) if own95 else None,
@@ -657,10 +592,10 @@ def bench_filtered(vs: VectorSet, ours_path: Path, sizes: Sizes, seed: int = SEE
             shortfall: list[int] = []
 
             def call(i: int) -> None:
-                res = index.search(qbytes[i], K, allowed_bytes, planner)
-                found.append(np.array([h[0] for h in res["hits"]], dtype=np.int64))
-                paths[res["path"]] += 1
-                shortfall.append(res["shortfall"])
+                keys, _, path, _, short = index.search(qbytes[i], K, allowed_bytes, planner)
+                found.append(hit_keys(keys))
+                paths[path] += 1
+                shortfall.append(short)
 
             lat, _ = timed_pass(call, nq)
             return found, lat, paths, sum(shortfall)
@@ -669,8 +604,7 @@ def bench_filtered(vs: VectorSet, ours_path: Path, sizes: Sizes, seed: int = SEE
             found: list[np.ndarray] = []
 
             def call(i: int) -> None:
-                res = index.search(qbytes[i], K * POSTFILTER_FACTOR, None, None)
-                keys = np.array([h[0] for h in res["hits"]], dtype=np.int64)
+                keys = hit_keys(index.search(qbytes[i], K * POSTFILTER_FACTOR, None, None)[0])
                 found.append(keys[mask[keys]][:K])
 
             lat, _ = timed_pass(call, nq)
@@ -694,15 +628,15 @@ def bench_filtered(vs: VectorSet, ours_path: Path, sizes: Sizes, seed: int = SEE
         out.append(record(
             "filtered", case, "recall_at_10", ours_recall, "postfilter_hnsw", peer_recall, rows=n,
             selectivity=share, eligible=eligible, queries=nq, dataset=vs.name,
-            ours_p50_us=rnd(median(ours_lat)), peer_p50_us=rnd(median(peer_lat)),
+            ours_p50_us=rnd(p50(ours_lat)), peer_p50_us=rnd(p50(peer_lat)),
             ours_paths=ours_paths, ours_shortfall_total=ours_short, ours_filter_violations=violations,
             peer_missing_total=peer_short, postfilter_fetch=K * POSTFILTER_FACTOR, ef_search=PRODUCT_EF_SEARCH,
-            planner=default_planner, traversal_recall=rnd(trav_recall, 4), traversal_p50_us=rnd(median(trav_lat)),
+            planner=default_planner, traversal_recall=rnd(trav_recall, 4), traversal_p50_us=rnd(p50(trav_lat)),
             traversal_paths=dict(trav_paths), higher_is_better=True,
         ))
-        log(f"  {case} ({eligible:,} eligible): ours recall {ours_recall:.4f} p50 {median(ours_lat):.0f}us {dict(ours_paths)} | "
-            f"postfilter {peer_recall:.4f} p50 {median(peer_lat):.0f}us | forced traversal {trav_recall:.4f} "
-            f"{median(trav_lat):.0f}us {dict(trav_paths)}")
+        log(f"  {case} ({eligible:,} eligible): ours recall {ours_recall:.4f} p50 {p50(ours_lat):.0f}us {dict(ours_paths)} | "
+            f"postfilter {peer_recall:.4f} p50 {p50(peer_lat):.0f}us | forced traversal {trav_recall:.4f} "
+            f"{p50(trav_lat):.0f}us {dict(trav_paths)}")
     return out
 
 
@@ -732,28 +666,22 @@ print(json.dumps({"runs": runs, "load_s": load_s, "dim": embedder.dim, "model": 
 """
 
 
-def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "python"), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def bench_minilm_cpu(texts: list[str], reps: int, workdir: Path) -> dict[str, Any]:
     path = workdir / "embed-texts.json"
     path.write_text(json.dumps(texts))
     proc = subprocess.run([sys.executable, "-c", EMBED_CHILD, str(path), str(reps)], capture_output=True, text=True,
-                          env=_child_env(), timeout=1800)
+                          env=common.with_pythonpath(os.environ, REPO / "python"), timeout=1800)
     if proc.returncode != 0:
         raise RuntimeError(f"embedding subprocess failed: {proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     rates = [len(texts) / s for s in result["runs"]]
     chars = sum(len(t) for t in texts) / len(texts)
-    rec = record("embed", "minilm_cpu", "texts_per_s", median(rates), rows=len(texts), iterations=reps,
+    rec = record("embed", "minilm_cpu", "texts_per_s", p50(rates), rows=len(texts), iterations=reps,
                  all_runs=[rnd(r, 1) for r in rates], batch=len(texts), mean_chars=rnd(chars, 1), model=result["model"],
                  dim=result["dim"], model_load_s=rnd(result["load_s"]), embedder_peak_rss_mib=rnd(result["peak_rss_mib"], 1),
                  embedder_rss_after_load_mib=rnd(result["rss_after_load_mib"], 1), target_texts_per_s=TARGET["texts_per_s"],
                  higher_is_better=True, subprocess=True)
-    log(f"  embed/minilm_cpu: {median(rates):.0f} texts/s ({len(texts)} texts, {chars:.0f} chars avg), "
+    log(f"  embed/minilm_cpu: {p50(rates):.0f} texts/s ({len(texts)} texts, {chars:.0f} chars avg), "
         f"peak RSS {result['peak_rss_mib']:.0f} MiB")
     return rec
 
@@ -782,15 +710,6 @@ class SeededEmbedder:
         vectors = self._inner.embed(texts)
         self.last_stats = getattr(self._inner, "last_stats", {})
         return vectors
-
-
-def _open_lakehouse(data_dir: Path):
-    from lakehouse.config import Config
-    from lakehouse.lakehouse import Lakehouse
-
-    config = Config.load(data_dir, env={})  # ignore LAKEHOUSE_* from the caller's shell
-    config.data_dir = str(data_dir)
-    return Lakehouse(data_dir, config=config, actor="bench")
 
 
 def _new_workers(template: Any, count: int, first_id: int, avoid: set[str], seed: int) -> Any:
@@ -859,7 +778,7 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
 
     n = len(data.texts)
     data_dir = workdir / "refresh-lake"
-    lake = _open_lakehouse(data_dir)
+    lake = open_lakehouse(data_dir)
     out = []
     timer = None
     try:
@@ -902,7 +821,7 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
             """Median ms per step; `promote` includes `_load_version`; `other` is the rest
             (previous chunk list, diff by content hash, registry, journal)."""
             names = sorted({k for r in results for k in r["steps_ms"]})
-            steps = {k: median([r["steps_ms"].get(k, 0.0) for r in results]) for k in names}
+            steps = {k: p50([r["steps_ms"].get(k, 0.0) for r in results]) for k in names}
             top = sum(v for k, v in steps.items() if k != "_load_version")
             return {**{k: rnd(v, 1) for k, v in steps.items()}, "other": rnd(total_ms - top, 1)}
 
@@ -914,14 +833,14 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
             log(f"  refresh_34 rep {rep}: {seconds * 1000:.0f} ms (version {result['version']}, {result['rows']:,} rows) "
                 f"{ {k: round(v) for k, v in result['steps_ms'].items()} }")
         hits = lake.vectors.search("workers", data.vectors.queries[0], k=10)
-        steps = breakdown(results, median(times))
+        steps = breakdown(results, p50(times))
         out.append(record(
-            "embed", "refresh_34", "ms", median(times), rows=n, iterations=sizes.refresh_reps, ours_p95=rnd(p95(times)),
+            "embed", "refresh_34", "ms", p50(times), rows=n, iterations=sizes.refresh_reps, ours_p95=rnd(p95(times)),
             all_runs=[rnd(x, 1) for x in times], index_rows_after=results[-1]["rows"], target_ms=TARGET["refresh_34_ms"],
             spec_anchor_ms=SPEC["refresh_34_ms"], create_s=rnd(create_s, 2), breakdown_ms=steps,
             search_after_refresh_hits=len(hits["hits"]), stale_flag_set_and_cleared=all(r["stale_flag_ok"] for r in results),
         ))
-        log(f"  embed/refresh_34: {median(times):.0f} ms median on {n:,} rows; steps {steps}")
+        log(f"  embed/refresh_34: {p50(times):.0f} ms median on {n:,} rows; steps {steps}")
         if sizes.refresh_10k:
             seconds, result = one_refresh(10_000, 2000)
             out.append(record("embed", "refresh_10k", "ms", seconds * 1000, rows=n + 34 * sizes.refresh_reps, iterations=1,
@@ -938,18 +857,11 @@ def bench_refresh(data: ProfileData, sizes: Sizes, workdir: Path) -> list[dict[s
 
 
 # ---------------------------------------------------------------------- run
-def _failed(area: str, cases: list[tuple[str, str]], exc: BaseException) -> list[dict[str, Any]]:
-    log(f"{area} FAILED:\n{traceback.format_exc()}")
-    return [record(area, case, metric, None, error=f"{type(exc).__name__}: {exc}"[:500]) for case, metric in cases]
-
-
 def run(quick: bool, *, areas: tuple[str, ...] = AREAS, workdir: Path | None = None, seed: int = SEED) -> list[dict[str, Any]]:
     """Every case of `areas` as bench/run records. A failing area comes back as records
     with `ours: null` and an `error` field, so the others still report."""
     sizes = QUICK if quick else FULL
-    base = workdir or Path(tempfile.gettempdir())
-    base.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="lakehouse-vector-bench-", dir=base))
+    tmp = common.temp_dir("lakehouse-vector-bench-", workdir)
     out: list[dict[str, Any]] = []
     started = time.perf_counter()
     log(f"{'quick' if quick else 'full'} run of {', '.join(areas)}; workdir {tmp}")
@@ -1021,54 +933,12 @@ def run(quick: bool, *, areas: tuple[str, ...] = AREAS, workdir: Path | None = N
     return out
 
 
-def _bench_run_module():
-    """bench/run as a module (for its machine block when run standalone)."""
-    import importlib.machinery
-    import importlib.util
-
-    loader = importlib.machinery.SourceFileLoader("lakehouse_bench_run", str(BENCH_DIR / "run"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[loader.name] = module  # its dataclasses look their module up while it loads
-    loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="bench/run --quick sizes (< 2 minutes)")
-    parser.add_argument("--only", metavar="AREA[,AREA]", help=f"a subset of: {', '.join(AREAS)}")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--out", type=Path, help="also save the JSON report here")
-    parser.add_argument("--workdir", type=Path, help="where the temporary directory goes (default: system temp)")
+    parser = common.bench_parser(__doc__, AREAS, "bench/run --quick sizes (< 2 minutes)", seed=SEED)
     args = parser.parse_args(argv)
-    areas = tuple(a.strip() for a in args.only.split(",")) if args.only else AREAS
-    unknown = [a for a in areas if a not in AREAS]
-    if unknown:
-        parser.error(f"unknown area(s) {', '.join(unknown)}; known: {', '.join(AREAS)}")
-    # anything native code prints to fd 1 goes to stderr; stdout carries one JSON object
-    sys.stdout.flush()
-    real_stdout = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        results = run(args.quick, areas=areas, workdir=args.workdir, seed=args.seed)
-        try:
-            machine = _bench_run_module().machine_info()
-        except (Exception, SystemExit) as exc:  # the numbers matter more than the machine block
-            log(f"machine info unavailable: {exc}")
-            machine = {}
-        report = {"machine": machine, "quick": args.quick, "results": results}
-        text = json.dumps(report, allow_nan=False)
-        if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-            log(f"saved {args.out}")
-    finally:
-        sys.stdout.flush()
-        os.dup2(real_stdout, 1)
-        os.close(real_stdout)
-    print(text)
-    return 1 if any(r.get("error") for r in results) else 0
+    areas = parse_only(parser, args.only, AREAS)
+    return common.run_standalone(lambda: run(args.quick, areas=areas, workdir=args.workdir, seed=args.seed),
+                                 quick=args.quick, out=args.out, log=log)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,11 +29,11 @@ from typing import Any, AsyncIterator
 
 import httpx
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_server.auth import Caller, KeyRing, ensure_key_file, parse_keys
-from mcp_server.errors import EXCEPTION_HANDLERS, JSON
+from lakehouse.config import GatewayConfig
+from lakehouse.http import KeyRing, configure_logging, ensure_key_file, install_http_plumbing, run_server
+from mcp_server.auth import Caller, parse_keys
+from mcp_server.errors import ERRORS
 from mcp_server.gateway import RecruiterGateway
 from mcp_server.recruiting import ACTIONS, Recruiting
 from mcp_server.routes import RecruiterState, public, router
@@ -125,7 +124,7 @@ def create_app(gateway_url: str, api_key: str, data_dir: str | os.PathLike, *, a
     if isinstance(api_keys, str):
         api_keys = parse_keys(api_keys)
     if not api_keys:
-        api_keys = [Caller(key=ensure_key_file(store.path(".api_key")), role="admin", name="admin")]
+        api_keys = [Caller(key=ensure_key_file(store.path(".api_key"), log, setting="MCP_API_KEYS"), role="admin", name="admin")]
     gateway = RecruiterGateway(gateway_url, api_key, transport=transport)
     actions = {a.strip().lower() for a in (seed_actions or ["placed"]) if a.strip()}
     unknown = actions - set(ACTIONS)
@@ -146,44 +145,11 @@ def create_app(gateway_url: str, api_key: str, data_dir: str | os.PathLike, *, a
     app = FastAPI(title="Lakehouse recruiter API", description=DESCRIPTION, lifespan=lifespan)
     app.state.recruiter = RecruiterState(gateway=gateway, store=store, tools=tools, recruiting=recruiting,
                                          workspaces=workspaces, key_ring=KeyRing(api_keys))
-    for exc_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(exc_class, handler)
     app.include_router(public)
     app.include_router(router)
-    app.add_middleware(CORSMiddleware, allow_origin_regex=r"^https?://(localhost|127\.0\.0\.1)(:\d+)?$",
-                       allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(RequestLog)
+    # The web pages are served from localhost, like the gateway's default origins.
+    install_http_plumbing(app, ERRORS, cors_origin_regex=GatewayConfig.cors_origin_regex)
     return app
-
-
-class RequestLog:
-    """`METHOD path -> status (ms)` per request; an unexpected exception becomes a generic 500."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        response = {"status": 500, "started": False}
-
-        async def note(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response.update(status=message["status"], started=True)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, note)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            if response["started"]:
-                raise
-            body = {"error": "InternalError", "message": "internal error; the recruiter API log has the details"}
-            await JSON(body, status_code=500)(scope, receive, note)
-        finally:
-            log.info("%s %s -> %d (%.1f ms)", scope["method"], scope["path"], response["status"], (time.perf_counter() - started) * 1000)
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -212,14 +178,12 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def main() -> None:
-    import uvicorn
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per gateway call would drown the request log
     s = settings_from_env()
     app = create_app(s["gateway_url"], s["api_key"], s["data_dir"], api_keys=s["api_keys"], seed_actions=s["seed_actions"])
     log.info("recruiter API on http://%s:%d over the gateway at %s (data dir %s)", s["host"], s["port"], s["gateway_url"], s["data_dir"])
-    uvicorn.run(app, host=s["host"], port=s["port"], log_config=None, access_log=False)
+    run_server(app, host=s["host"], port=s["port"])
 
 
 if __name__ == "__main__":

@@ -16,29 +16,15 @@ With no key configured the app generates one admin key into
 
 from __future__ import annotations
 
-import logging
-import os
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
 
-from fastapi import Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-
-log = logging.getLogger("mcp_server")
+from lakehouse.config import READ_ONLY_ROLES
+from lakehouse.http import api_key_auth
 
 ROLES = ("viewer", "recruiter", "admin")
 RANK = {role: i for i, role in enumerate(ROLES)}
 #: spellings accepted for the roles (the gateway's read-only names map to viewer)
-ALIASES = {"read": "viewer", "reader": "viewer", "readonly": "viewer", "staffer": "recruiter", "write": "recruiter"}
-
-
-class ApiError(Exception):
-    """An error answered as `{"error": kind, "message": why}` with `status`."""
-
-    def __init__(self, status: int, error: str, message: str, headers: dict[str, str] | None = None, **details):
-        super().__init__(message)
-        self.status, self.error, self.message, self.headers, self.details = status, error, message, headers or {}, details
+ALIASES = {**{role: "viewer" for role in READ_ONLY_ROLES}, "staffer": "recruiter", "write": "recruiter"}
 
 
 @dataclass(frozen=True)
@@ -75,49 +61,8 @@ def parse_keys(spec: str) -> list[Caller]:
     return keys
 
 
-def ensure_key_file(path: Path) -> str:
-    try:
-        existing = path.read_text().strip()
-    except FileNotFoundError:
-        existing = ""
-    if existing:
-        return existing
-    key = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
-    log.warning("no MCP_API_KEYS configured; generated an admin key into %s (mode 0600)", path)
-    return key
-
-
-class KeyRing:
-    def __init__(self, keys: list[Caller]):
-        self._keys = list(keys)
-
-    def find(self, presented: str) -> Caller | None:
-        found = None
-        for candidate in self._keys:  # constant time over all keys
-            if secrets.compare_digest(candidate.key.encode(), presented.encode()):
-                found = candidate
-        return found
-
-
-_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
-_bearer = HTTPBearer(auto_error=False)
-
-
-def caller(
-    request: Request,
-    api_key: str | None = Security(_api_key_header),
-    bearer: HTTPAuthorizationCredentials | None = Security(_bearer),
-) -> Caller:
-    """Dependency: who is calling (401 without a valid key)."""
-    presented = api_key or (bearer.credentials if bearer else None)
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not presented:
-        raise ApiError(401, "Unauthorized", "missing API key: send it in the X-API-Key header", challenge)
-    found = request.app.state.recruiter.key_ring.find(presented)
-    if found is None:
-        raise ApiError(401, "Unauthorized", "invalid API key", challenge)
-    return found
+#: Dependency: who is calling (401 without a valid key).
+caller = api_key_auth(
+    lambda request: request.app.state.recruiter.key_ring,
+    missing_message="missing API key: send it in the X-API-Key header",
+)

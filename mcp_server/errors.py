@@ -1,64 +1,15 @@
-"""One error shape, like the gateway's: `{"error": <kind>, "message": <why>, ...details}`."""
+"""The recruiter API's error responses: the gateway's shape and status table (`lakehouse.http`).
+
+Errors are `{"error": <kind>, "message": <why>, ...details}`. A lakehouse error here is an
+answer of the gateway (rebuilt by the client) and is passed on with its status; the
+gateway's own internal error is a 502, and so is a gateway that cannot be reached
+(`GatewayUnavailable`). Details of an internal error go to the `mcp_server` log only.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
-from fastapi import Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from lakehouse.http import ErrorResponses
 
-from lakehouse.client import GatewayError
-from lakehouse.errors import LakehouseError, error_body, http_status
-from mcp_server.auth import ApiError
-
-log = logging.getLogger("mcp_server")
-
-
-class JSON(JSONResponse):
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":")).encode("utf-8")
-
-
-def status_of(exc: BaseException) -> int:
-    if isinstance(exc, ApiError):
-        return exc.status
-    if isinstance(exc, GatewayError):
-        return 502
-    if isinstance(exc, LakehouseError):
-        return http_status(exc)
-    return 500
-
-
-async def handle_api_error(_: Request, exc: ApiError) -> JSON:
-    return JSON({"error": exc.error, "message": exc.message, **exc.details}, status_code=exc.status, headers=exc.headers)
-
-
-async def handle_lakehouse_error(_: Request, exc: LakehouseError) -> JSON:
-    """An error the gateway answered with (rebuilt by the client): passed on as is."""
-    status = http_status(exc)
-    if status == 500:
-        log.error("gateway internal error", exc_info=exc)
-        return JSON({"error": "InternalError", "message": "the gateway failed; its log has the details"}, status_code=502)
-    return JSON(error_body(exc), status_code=status)
-
-
-async def handle_gateway_error(_: Request, exc: GatewayError) -> JSON:
-    return JSON({"error": "GatewayUnavailable", "message": str(exc)}, status_code=502)
-
-
-async def handle_validation_error(_: Request, exc: RequestValidationError) -> JSON:
-    problems = jsonable_encoder(exc.errors())
-    summary = "; ".join(f"{'.'.join(map(str, p.get('loc', [])))}: {p.get('msg')}" for p in problems)
-    return JSON({"error": "InvalidRequest", "message": summary, "problems": problems}, status_code=422)
-
-
-EXCEPTION_HANDLERS = {
-    ApiError: handle_api_error,
-    LakehouseError: handle_lakehouse_error,
-    GatewayError: handle_gateway_error,
-    RequestValidationError: handle_validation_error,
-}
+ERRORS = ErrorResponses(logging.getLogger("mcp_server"), service="recruiter API", behind_gateway=True)

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Callable
 
-from mcp_server import masking
-from mcp_server.auth import ApiError, Caller
+from lakehouse.http import ApiError
 from lakehouse.lakehouse import quote_ident, sql_literal
+from mcp_server import masking
+from mcp_server.auth import Caller
 from mcp_server.gateway import RecruiterGateway
 from mcp_server.store import Store
 from mcp_server.tools import now_utc

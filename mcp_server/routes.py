@@ -10,10 +10,10 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from lakehouse.http import ApiError, KeyRing, SafeJSONResponse
 from lakehouse.lakehouse import quote_ident
 from mcp_server import masking
-from mcp_server.auth import ApiError, Caller, KeyRing, caller
-from mcp_server.errors import JSON
+from mcp_server.auth import Caller, caller
 from mcp_server.gateway import RecruiterGateway
 from mcp_server.recruiting import Recruiting, normalizer
 from mcp_server.store import Store
@@ -176,35 +176,35 @@ router = APIRouter()
 
 
 @public.get("/health", summary="Liveness, gateway reachability, whether natural language is understood (no key needed)")
-def health(request: Request) -> JSON:
+def health(request: Request) -> SafeJSONResponse:
     s = state(request)
     try:
         gateway = s.gateway.health().get("status", "ok")
     except Exception as exc:  # noqa: BLE001
         gateway = f"unreachable: {exc}"
-    return JSON({"status": "ok", "gateway": gateway, "gateway_url": s.gateway.base_url,
-                 "natural_language": normalizer() is not None, "data_dir": str(s.store.root.parent)})
+    return SafeJSONResponse({"status": "ok", "gateway": gateway, "gateway_url": s.gateway.base_url,
+                             "natural_language": normalizer() is not None, "data_dir": str(s.store.root.parent)})
 
 
 @router.get("/whoami", tags=["auth"])
-def whoami(who: Caller = Depends(caller)) -> JSON:
-    return JSON({"name": who.name, "role": who.role})
+def whoami(who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse({"name": who.name, "role": who.role})
 
 
 # ------------------------------------------------------------------ search & match
 @router.post("/search", tags=["search"], summary="Hybrid search; the client's blacklist is excluded; results masked per role")
-def search(body: SearchRequest, request: Request, who: Caller = Depends(caller)) -> JSON:
+def search(body: SearchRequest, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     if body.workspace_id:
         s.workspaces.entry(body.workspace_id)  # 404 before any work
     result = s.recruiting.search(who, body.model_dump(exclude={"workspace_id"}))
     if body.workspace_id:
         s.workspaces.record(body.workspace_id, who.name, "search", f"searched {result.get('query') or body.query!r}: {len(result['sources'])} result(s)")
-    return JSON(result)
+    return SafeJSONResponse(result)
 
 
 @router.post("/match", tags=["search"], summary="A contract -> ranked candidates (booked, no-show and blacklisted workers excluded)")
-def match(body: MatchRequest, request: Request, who: Caller = Depends(caller)) -> JSON:
+def match(body: MatchRequest, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     if body.workspace_id:
         s.workspaces.entry(body.workspace_id)
@@ -213,22 +213,22 @@ def match(body: MatchRequest, request: Request, who: Caller = Depends(caller)) -
         c = result["contract"]
         s.workspaces.record(body.workspace_id, who.name, "match",
                             f"matched {c['role']} x{c['count']} in {c['city']}, {c['state']}: {len(result['candidates'])} candidate(s)")
-    return JSON(result)
+    return SafeJSONResponse(result)
 
 
 # ------------------------------------------------------------------ governed actions
 @router.post("/log", tags=["actions"], summary="Call / SMS / Placed; Placed seeds playbook memory and books the shift")
-def log_action(body: LogRequest, request: Request, who: Caller = Depends(caller)) -> JSON:
+def log_action(body: LogRequest, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     args = {"action": body.action, "workers": refs(body.workers, body.names), "contract": body.contract.model_dump(exclude_none=True),
             "note": body.note, "workspace_id": body.workspace_id}
     if body.workspace_id:
         s.workspaces.entry(body.workspace_id)
-    return JSON(s.tools.call("log", who, **args))
+    return SafeJSONResponse(s.tools.call("log", who, **args))
 
 
 @router.post("/log_failure", tags=["actions"], summary="No-show: halves the worker's boost here from the next query")
-def log_failure(body: LogFailureRequest, request: Request, who: Caller = Depends(caller)) -> JSON:
+def log_failure(body: LogFailureRequest, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     contract = body.contract.model_dump(exclude_none=True) if body.contract else {}
     contract.setdefault("city", body.city)
@@ -238,138 +238,139 @@ def log_failure(body: LogFailureRequest, request: Request, who: Caller = Depends
         raise ApiError(400, "InvalidInput", "send worker_id or name")
     if body.workspace_id:
         s.workspaces.entry(body.workspace_id)
-    return JSON(s.tools.call("log_failure", who, worker=worker, contract={k: v for k, v in contract.items() if v},
-                             note=body.note, workspace_id=body.workspace_id))
+    return SafeJSONResponse(s.tools.call("log_failure", who, worker=worker, contract={k: v for k, v in contract.items() if v},
+                                         note=body.note, workspace_id=body.workspace_id))
 
 
 @router.get("/call_log", tags=["actions"], summary="Call / SMS / Placed / No-show actions, oldest first")
 def call_log(request: Request, staffer: str | None = None, worker_id: str | None = None, channel: str | None = None,
-             since: str | None = None, limit: int | None = Query(None, ge=1), who: Caller = Depends(caller)) -> JSON:
+             since: str | None = None, limit: int | None = Query(None, ge=1), who: Caller = Depends(caller)) -> SafeJSONResponse:
     rows = state(request).recruiting.call_log(staffer=staffer, worker_id=worker_id, channel=channel, since=since, limit=limit)
-    return JSON({"entries": state(request).recruiting.mask(rows, who), "count": len(rows)})
+    return SafeJSONResponse({"entries": state(request).recruiting.mask(rows, who), "count": len(rows)})
 
 
 @router.get("/clients/{client}/blacklist", tags=["blacklists"])
-def get_blacklist(client: str, request: Request, who: Caller = Depends(caller)) -> JSON:
+def get_blacklist(client: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     answer = s.recruiting.blacklist(client)
     answer["workers"] = s.recruiting.mask(answer["workers"], who)
-    return JSON(answer)
+    return SafeJSONResponse(answer)
 
 
 @router.post("/clients/{client}/blacklist", tags=["blacklists"], summary="Add workers (by id or name) to a client's blacklist")
-def add_blacklist(client: str, body: BlacklistAdd, request: Request, who: Caller = Depends(caller)) -> JSON:
+def add_blacklist(client: str, body: BlacklistAdd, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     workers = refs(body.workers) + ([refs([WorkerRef(worker_id=body.worker_id, name=body.name)])[0]] if body.worker_id or body.name else [])
     if not workers:
         raise ApiError(400, "InvalidInput", "send workers, worker_id or name")
-    return JSON(state(request).tools.call("blacklist_add", who, client=client, workers=workers, reason=body.reason))
+    return SafeJSONResponse(state(request).tools.call("blacklist_add", who, client=client, workers=workers, reason=body.reason))
 
 
 @router.delete("/clients/{client}/blacklist", tags=["blacklists"], summary="Remove a worker (`?worker_id=` or body)")
 def remove_blacklist(client: str, request: Request, worker_id: str | None = None,
-                     body: BlacklistRemove | None = Body(default=None), who: Caller = Depends(caller)) -> JSON:
+                     body: BlacklistRemove | None = Body(default=None), who: Caller = Depends(caller)) -> SafeJSONResponse:
     target = worker_id or (str(body.worker_id) if body else None)
     if not target:
         raise ApiError(400, "InvalidInput", "send worker_id")
-    return JSON(state(request).tools.call("blacklist_remove", who, client=client, worker_id=target))
+    return SafeJSONResponse(state(request).tools.call("blacklist_remove", who, client=client, worker_id=target))
 
 
 @router.delete("/clients/{client}/blacklist/{worker_id}", tags=["blacklists"])
-def remove_blacklist_path(client: str, worker_id: str, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).tools.call("blacklist_remove", who, client=client, worker_id=worker_id))
+def remove_blacklist_path(client: str, worker_id: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).tools.call("blacklist_remove", who, client=client, worker_id=worker_id))
 
 
 # ------------------------------------------------------------------ workspaces
 @router.post("/workspaces", tags=["workspaces"], summary="A workspace for a contract (the same contract_id returns the existing one)")
-def create_workspace(body: WorkspaceCreate, request: Request, who: Caller = Depends(caller)) -> JSON:
+def create_workspace(body: WorkspaceCreate, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     result = state(request).tools.call("workspace_create", who, contract=body.contract.model_dump(exclude_none=True),
                                        name=body.name, owner=body.owner)
-    return JSON(result, status_code=201 if result["created"] else 200)
+    return SafeJSONResponse(result, status_code=201 if result["created"] else 200)
 
 
 @router.get("/workspaces", tags=["workspaces"])
-def list_workspaces(request: Request, owner: str | None = None, who: Caller = Depends(caller)) -> JSON:
-    return JSON({"workspaces": state(request).workspaces.list(owner)})
+def list_workspaces(request: Request, owner: str | None = None, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse({"workspaces": state(request).workspaces.list(owner)})
 
 
 @router.get("/workspaces/{workspace_id}", tags=["workspaces"])
-def get_workspace(workspace_id: str, request: Request, who: Caller = Depends(caller)) -> JSON:
+def get_workspace(workspace_id: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     ws = s.workspaces.get(workspace_id)
     ws["shortlist"] = s.recruiting.mask(ws["shortlist"], who)
-    return JSON(ws)
+    return SafeJSONResponse(ws)
 
 
 @router.post("/workspaces/{workspace_id}/handoff", tags=["workspaces"], summary="Reassign to another staffer (pointer swap, nothing copied)")
-def handoff(workspace_id: str, body: Handoff, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).tools.call("workspace_handoff", who, workspace_id=workspace_id, to_staffer=body.to_staffer, note=body.note))
+def handoff(workspace_id: str, body: Handoff, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).tools.call("workspace_handoff", who, workspace_id=workspace_id,
+                                                      to_staffer=body.to_staffer, note=body.note))
 
 
 @router.post("/workspaces/{workspace_id}/searches", tags=["workspaces"], status_code=201)
-def save_search(workspace_id: str, body: SaveSearch, request: Request, who: Caller = Depends(caller)) -> JSON:
+def save_search(workspace_id: str, body: SaveSearch, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     saved = state(request).tools.call("workspace_save_search", who, workspace_id=workspace_id, name=body.name,
                                       search=body.search.model_dump(exclude_none=True, exclude={"workspace_id"}))
-    return JSON(saved, status_code=201)
+    return SafeJSONResponse(saved, status_code=201)
 
 
 @router.post("/workspaces/{workspace_id}/searches/{search_id}/run", tags=["workspaces"], summary="Run a saved search again")
-def run_saved_search(workspace_id: str, search_id: str, request: Request, who: Caller = Depends(caller)) -> JSON:
+def run_saved_search(workspace_id: str, search_id: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     saved = s.workspaces.saved_search(workspace_id, search_id)
     body = SearchRequest(**saved["search"])
     result = s.recruiting.search(who, body.model_dump(exclude={"workspace_id"}))
     s.workspaces.record(workspace_id, who.name, "search", f"ran saved search {saved['name']!r}: {len(result['sources'])} result(s)")
-    return JSON({**result, "saved_search": saved})
+    return SafeJSONResponse({**result, "saved_search": saved})
 
 
 @router.post("/workspaces/{workspace_id}/shortlist", tags=["workspaces"])
-def add_shortlist(workspace_id: str, body: ShortlistAdd, request: Request, who: Caller = Depends(caller)) -> JSON:
+def add_shortlist(workspace_id: str, body: ShortlistAdd, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
-    return JSON(s.tools.call("shortlist_add", who, workspace_id=workspace_id, workers=refs(body.workers, body.names), note=body.note))
+    return SafeJSONResponse(s.tools.call("shortlist_add", who, workspace_id=workspace_id, workers=refs(body.workers, body.names), note=body.note))
 
 
 @router.delete("/workspaces/{workspace_id}/shortlist/{worker_id}", tags=["workspaces"])
-def remove_shortlist(workspace_id: str, worker_id: str, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).tools.call("shortlist_remove", who, workspace_id=workspace_id, worker_id=worker_id))
+def remove_shortlist(workspace_id: str, worker_id: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).tools.call("shortlist_remove", who, workspace_id=workspace_id, worker_id=worker_id))
 
 
 @router.get("/workspaces/{workspace_id}/activity", tags=["workspaces"], summary="Activity log, raw or per day / ISO week / month")
 def workspace_activity(workspace_id: str, request: Request, view: str | None = Query(None, description="daily | weekly | monthly"),
                        staffer: str | None = None, since: str | None = None, until: str | None = None,
-                       who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).workspaces.activity(workspace_id, view=view, staffer=staffer, since=since, until=until))
+                       who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).workspaces.activity(workspace_id, view=view, staffer=staffer, since=since, until=until))
 
 
 # ------------------------------------------------------------------ memory
 @router.post("/memory/query", tags=["memory"], summary="Every memory surface for a role + place in one call")
-def memory_query(body: MemoryQuery, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).recruiting.memory_query(who, body.model_dump()))
+def memory_query(body: MemoryQuery, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).recruiting.memory_query(who, body.model_dump()))
 
 
 @router.post("/memory/seed", tags=["memory"], summary="Seed a sealed fill directly (governed; names checked against workers)")
-def seed(body: SeedRequest, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).tools.call("seed_playbook", who, fill=body.model_dump(exclude_none=True, exclude={"workers"}),
-                                          workers=refs(body.workers)))
+def seed(body: SeedRequest, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).tools.call("seed_playbook", who, fill=body.model_dump(exclude_none=True, exclude={"workers"}),
+                                                      workers=refs(body.workers)))
 
 
 @router.delete("/memory/playbooks/{playbook_id}", tags=["memory"], summary="Delete a playbook (admin)")
-def delete_playbook(playbook_id: str, request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON(state(request).tools.call("delete_playbook", who, playbook_id=playbook_id))
+def delete_playbook(playbook_id: str, request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse(state(request).tools.call("delete_playbook", who, playbook_id=playbook_id))
 
 
 @router.get("/memory/stats", tags=["memory"])
-def memory_stats(request: Request, who: Caller = Depends(caller)) -> JSON:
+def memory_stats(request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
     s = state(request)
     stats = s.gateway.memory_stats()
     if who.role == "viewer":  # endorsed names are person names
         stats["top_endorsed"] = [{**e, "name": masking.mask_value(e["name"], "name", masking.INITIALS)} for e in stats.get("top_endorsed", [])]
-    return JSON(stats)
+    return SafeJSONResponse(stats)
 
 
 # ------------------------------------------------------------------ governance
 @router.get("/tools", tags=["governance"], summary="The governed tools and the role each needs")
-def list_tools(request: Request, who: Caller = Depends(caller)) -> JSON:
-    return JSON({"tools": state(request).tools.list()})
+def list_tools(request: Request, who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse({"tools": state(request).tools.list()})
 
 
 @router.get("/tools/audit", tags=["governance"], summary="Who did what, with what arguments, when, and how it ended")
@@ -377,21 +378,21 @@ def audit(request: Request, staffer: str | None = None, tool: str | None = None,
           since: str | None = Query(None, description="'today', a date (local midnight) or an ISO 8601 instant"),
           until: str | None = Query(None, description="a date (inclusive) or an ISO 8601 instant (exclusive)"),
           outcome: str | None = Query(None, description="ok | error"), limit: int | None = Query(None, ge=1),
-          who: Caller = Depends(caller)) -> JSON:
+          who: Caller = Depends(caller)) -> SafeJSONResponse:
     if not who.at_least("recruiter"):
         raise ApiError(403, "Forbidden", f"{who.name!r} has the role {who.role!r}; the audit needs recruiter or above")
     entries = state(request).tools.audit(staffer=staffer, tool=tool, since=since, until=until, outcome=outcome, limit=limit)
-    return JSON({"entries": entries, "count": len(entries)})
+    return SafeJSONResponse({"entries": entries, "count": len(entries)})
 
 
 @router.get("/policy/masking", tags=["governance"], summary="What each role sees of PII / PHI / Financial columns")
-def masking_policy(who: Caller = Depends(caller)) -> JSON:
-    return JSON({**masking.policy_document(), "your_role": who.role})
+def masking_policy(who: Caller = Depends(caller)) -> SafeJSONResponse:
+    return SafeJSONResponse({**masking.policy_document(), "your_role": who.role})
 
 
 @router.get("/datasets/{name}/ai_safe", tags=["governance"], summary="Rows with every PII / PHI / Financial column removed or masked")
 def ai_safe(name: str, request: Request, mode: str = Query("drop", description="drop | mask"),
-            limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0), who: Caller = Depends(caller)) -> JSON:
+            limit: int = Query(100, ge=1, le=10_000), offset: int = Query(0, ge=0), who: Caller = Depends(caller)) -> SafeJSONResponse:
     if mode not in ("drop", "mask"):
         raise ApiError(400, "InvalidInput", f"mode must be drop or mask, not {mode!r}")
     s = state(request)
@@ -403,7 +404,7 @@ def ai_safe(name: str, request: Request, mode: str = Query("drop", description="
         rows: list[dict[str, Any]] = []
     else:
         rows = s.gateway.rows(f"SELECT {select} FROM {quote_ident(name)} LIMIT {int(limit)} OFFSET {int(offset)}")
-    return JSON({
+    return SafeJSONResponse({
         "dataset": name, "mode": mode, "sensitivity": manifest.get("sensitivity"),
         "columns": [c for c in columns if c not in removed], "removed_columns": removed, "masked_columns": masked,
         "column_tags": {c: tags[c] for c in tags}, "rows": rows, "row_count": len(rows), "offset": offset,

@@ -22,7 +22,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from mcp_server.auth import RANK, ApiError, Caller
+from lakehouse.errors import error_message
+from lakehouse.http import ApiError
+from mcp_server.auth import RANK, Caller
+from mcp_server.errors import ERRORS
 from mcp_server.store import Store
 
 AUDIT_FILE = "tools_audit.jsonl"
@@ -126,8 +129,8 @@ class ToolRegistry:
             self._record(tool, caller, args, "error", exc.status, exc.message, started)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded, then re-raised unchanged
-            status = _status_of(exc)
-            self._record(tool, caller, args, "error", status, f"{type(exc).__name__}: {_message_of(exc)}", started)
+            status = ERRORS.status_of(exc)  # the status the caller is answered with
+            self._record(tool, caller, args, "error", status, f"{type(exc).__name__}: {error_message(exc)}", started)
             raise
         message = "ok"
         if tool.summarize is not None:
@@ -172,13 +175,3 @@ class ToolRegistry:
                     continue
             out.append(entry)
         return out[-limit:] if limit else out
-
-
-def _status_of(exc: BaseException) -> int:
-    from mcp_server.errors import status_of
-
-    return status_of(exc)
-
-
-def _message_of(exc: BaseException) -> str:
-    return str(exc.args[0]) if exc.args else str(exc)

@@ -19,7 +19,8 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from mcp_server.auth import ApiError, Caller
+from lakehouse.http import ApiError
+from mcp_server.auth import Caller
 from mcp_server.store import Store
 from mcp_server.tools import now_utc, parse_instant
 

@@ -172,6 +172,22 @@ def test_the_promotion_survives_reopening_the_data_directory(lake: Lakehouse):
         assert len(Autotuner(reopened.vectors).trials("bench")) == 1
 
 
+@pytest.mark.parametrize("config", [{"ef_search": 128}, {"ef_search": 128, "ef_construction": 64}],
+                         ids=["same graph", "rebuilt graph"])
+def test_a_trial_promoted_over_a_refreshed_version_keeps_the_refreshed_rows(lake: Lakehouse, config: dict):
+    lake.ingest_table(bios(5, start=300), "bench")
+    lake.vectors.refresh("bench")  # v2: v1's graph + a segment of 5 rows
+    index_dir = lake.path / "_vectors" / "bench"
+    assert (index_dir / "v2" / "segment.bin").is_file()
+    result = Autotuner(lake.vectors).run("bench", configs=[config])
+    assert result["promoted"] == [3], result["trials"]
+    v3 = index_dir / "v3"
+    assert (v3 / "index.usearch").is_file() != (v3 / "segment.bin").is_file(), "a version is a graph, or a graph + segment"
+    hits = lake.vectors.search("bench", bios(1, start=302)["bio"][0].as_py(), 1)
+    assert hits["version"] == 3 and hits["hits"][0]["doc_id"] == "p302"
+    assert len(lake.vectors.active("bench").backend) == 305
+
+
 def test_pareto_rule():
     base = {"recall": 0.98, "p50_us": 100.0, "p95_us": 150.0}
     gate = 0.9

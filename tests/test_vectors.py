@@ -213,3 +213,37 @@ def test_searches_keep_the_old_version_while_a_refresh_builds(indexed: Lakehouse
     assert job.finished.wait(120) and job.status == "succeeded", job.to_dict()
     after = indexed.vectors.search("workers", "honey bees", 3)
     assert (after["version"], after["unindexed_searched"], after["hits"][0]["doc_id"]) == (2, 0, "w14")
+
+
+def test_a_small_refresh_writes_a_segment_and_a_large_one_folds_it_into_a_new_graph(tmp_path: Path):
+    with Lakehouse(tmp_path / "data", actor="tester") as lh:
+        lh.ingest_table(profiles_table(), "workers")
+        lh.vectors.create("workers", ["role", "bio"], "worker_id")
+        index_dir = lh.vectors.root / "workers"
+        lh.ingest_table(profiles_table([("w20", "Beekeeper", "Apiary beekeeper, honey harvesting, hive inspections")]), "workers")
+        lh.update_rows("workers", "worker_id", "w8", {"bio": "Glassblower shaping molten glass into vases"})
+        lh.delete_rows("workers", "worker_id", "w5")
+        lh.vectors.refresh("workers")
+        v2 = index_dir / "v2"
+        assert (v2 / "segment.bin").is_file() and not (v2 / "index.usearch").exists(), "a small refresh re-saved the whole graph"
+        assert (index_dir / "v1" / "index.usearch").is_file()
+        assert top_doc(lh, "honey bees") == "w20"
+        assert top_doc(lh, "molten glass art") == "w8", "the re-embedded profile must be scored by its new text"
+        every = {h["doc_id"] for h in lh.vectors.search("workers", "line cook grill", 20)["hits"]}
+        assert "w5" not in every and len(every) == 8
+        filtered = lh.vectors.search("workers", "honey", 3, doc_ids=["w20", "w5", "w1"])
+        assert [h["doc_id"] for h in filtered["hits"]][0] == "w20" and filtered["shortfall"] == 1
+        segment_answer = lh.vectors.search("workers", "beekeeping", 8)["hits"]
+
+    with Lakehouse(tmp_path / "data", actor="tester") as lh:  # a restart reads graph + segment back
+        assert lh.vectors.search("workers", "beekeeping", 8)["hits"] == segment_answer
+        lh.vectors.config.segment_max_rows = 2
+        lh.ingest_table(profiles_table([("w21", "Roofer", "Shingle roofer"), ("w22", "Painter", "House painter"),
+                                        ("w23", "Plumber", "Licensed plumber, pipe repair")]), "workers")
+        lh.vectors.refresh("workers")
+        v3 = lh.vectors.root / "workers" / "v3"
+        assert (v3 / "index.usearch").is_file() and not (v3 / "segment.bin").exists(), "past the budget the segment is folded"
+        assert top_doc(lh, "fix a leaking pipe") == "w23"
+        assert top_doc(lh, "honey bees") == "w20"
+        assert "w5" not in {h["doc_id"] for h in lh.vectors.search("workers", "line cook grill", 20)["hits"]}
+        assert len(lh.vectors.search("workers", "anyone", 50)["hits"]) == 11

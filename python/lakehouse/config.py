@@ -142,6 +142,10 @@ class VectorConfig:
     chunk_overlap: int = 30
     #: texts per embedding call during a refresh (progress is reported per batch)
     refresh_batch: int = 512
+    #: a refresh adding at most this many rows (counting earlier unfolded ones) writes
+    #: them as an exact segment beside the saved graph instead of re-saving the graph;
+    #: beyond it the segment is folded into a new graph. 0 = always fold.
+    segment_max_rows: int = 10_000
     #: threads building an index (0 = number of cores)
     build_threads: int = 0
     #: open index versions memory-mapped (instant, read-only) instead of loaded
@@ -363,6 +367,8 @@ def render_default_toml(api_key: str) -> str:
         line("chunk_words", vectors.chunk_words),
         line("chunk_overlap", vectors.chunk_overlap),
         line("refresh_batch", vectors.refresh_batch),
+        "# small refreshes write an exact segment beside the graph; beyond this many rows it is folded in",
+        line("segment_max_rows", vectors.segment_max_rows),
         "# 0 = number of cores",
         line("build_threads", vectors.build_threads),
         "# open index versions memory-mapped (instant, read-only)",

@@ -12,6 +12,7 @@ import getpass
 import hashlib
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +91,8 @@ class Lakehouse:
             self._storage, q.hot_cache_max_table_bytes, q.hot_cache_budget_bytes, q.hot_cache_min_hits, q.target_partitions
         )
         self._append_log = _core.AppendLog(str(self.path))
+        #: the calling thread's last query's "read from the rescue bucket" flag (see `sql`)
+        self._last_query = threading.local()
         self._vectors: VectorIndexes | None = None
         self._playbooks: PlaybookMemory | None = None
         self._recover()
@@ -208,7 +211,7 @@ class Lakehouse:
 
     def _tag_sensitive_columns(self, name: str) -> dict[str, Any]:
         """PII / PHI / Financial tags from the column names and a sample of the stored rows."""
-        sample = self._query.sql(f"SELECT * FROM {quote_ident(name)} LIMIT {PII_SAMPLE_ROWS}")
+        sample = self.sql(f"SELECT * FROM {quote_ident(name)} LIMIT {PII_SAMPLE_ROWS}")
         report = _core.pii_scan(sample)
         return self._catalog.set_tags(name, report["sensitivity"], report["column_labels"])
 
@@ -274,20 +277,37 @@ class Lakehouse:
 
     # ------------------------------------------------------------------ SQL
     def sql(self, query: str) -> pa.Table:
-        """Run a read-only SQL query over every live dataset."""
-        return self._query.sql(query)
+        """Run a read-only SQL query over every live dataset.
+
+        Safe from many threads at once, and queries run concurrently: the core returns
+        each query's "read from the rescue bucket" flag with its result, and
+        `rescue_used` answers for the calling thread's last query."""
+        return self._paired_with_rescue_flag(self._query.sql, query)
 
     def sql_as_of(self, query: str, dataset: str, *, version: int | None = None, timestamp: datetime | str | None = None) -> pa.Table:
         """Run `query` with `dataset` read as of a table version or a point in time."""
         if (version is None) == (timestamp is None):
             raise InvalidInput("give exactly one of version= or timestamp=")
         ts = timestamp.isoformat() if isinstance(timestamp, datetime) else timestamp
-        return self._query.sql_as_of(query, dataset, version, ts)
+        return self._paired_with_rescue_flag(self._query.sql_as_of, query, dataset, version, ts)
+
+    def _paired_with_rescue_flag(self, run, *args: Any) -> pa.Table:
+        try:
+            table, rescued = run(*args)
+        except Exception:
+            # A failed query has no result to carry its flag: report the engine's latest
+            # (the gateway sends it with the error; exact unless queries overlapped).
+            self._last_query.rescue_used = self._query.last_rescue_used()
+            raise
+        self._last_query.rescue_used = rescued
+        return table
 
     @property
     def rescue_used(self) -> bool:
-        """True when the last query read at least one table from the rescue bucket."""
-        return self._query.last_rescue_used()
+        """True when the calling thread's last query read at least one table from the
+        rescue bucket (a thread that has not queried yet gets the engine's last query)."""
+        used = getattr(self._last_query, "rescue_used", None)
+        return self._query.last_rescue_used() if used is None else used
 
     # ------------------------------------------------------------------ catalog
     def datasets(self, include_tombstoned: bool = False) -> list[dict[str, Any]]:

@@ -37,18 +37,20 @@ impl PyQueryEngine {
         self.inner.deregister(name).py()
     }
 
-    fn sql<'py>(&self, py: Python<'py>, sql: String) -> PyResult<Bound<'py, PyAny>> {
+    /// (pyarrow.Table, whether the query read a table from the rescue bucket): the flag
+    /// travels with its own result, so concurrent queries never see each other's.
+    fn sql<'py>(&self, py: Python<'py>, sql: String) -> PyResult<(Bound<'py, PyAny>, bool)> {
         let engine = self.inner.clone();
         let result = block_on(py, async move { engine.sql(&sql).await }).py()?;
-        table_to_py(py, result.schema, result.batches)
+        Ok((table_to_py(py, result.schema, result.batches)?, result.rescue_used))
     }
 
     #[pyo3(signature = (sql, dataset, version=None, timestamp=None))]
-    fn sql_as_of<'py>(&self, py: Python<'py>, sql: String, dataset: String, version: Option<i64>, timestamp: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+    fn sql_as_of<'py>(&self, py: Python<'py>, sql: String, dataset: String, version: Option<i64>, timestamp: Option<String>) -> PyResult<(Bound<'py, PyAny>, bool)> {
         let at = timestamp.as_deref().map(parse_instant).transpose().py()?;
         let engine = self.inner.clone();
         let result = block_on(py, async move { engine.sql_as_of(&sql, &dataset, version, at).await }).py()?;
-        table_to_py(py, result.schema, result.batches)
+        Ok((table_to_py(py, result.schema, result.batches)?, result.rescue_used))
     }
 
     fn last_rescue_used(&self) -> bool {

@@ -2,14 +2,19 @@
 //! / `numpy.frombuffer`): one memcpy, no per-element Python objects, and no dependency on
 //! numpy's C API from the abi3 module.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{make_array, Array, ArrayData, ArrayRef, AsArray, Int32Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use arrow_pyarrow::PyArrowType;
+use pyo3::exceptions::PyValueError;
 
 use lakehouse_shared::LakehouseError;
 use lakehouse_vectord::planner::search as planned_search;
 use lakehouse_vectord::playbook::{BoostQuery, CompactionPolicy, NewPlaybook};
-use lakehouse_vectord::{EmbeddingCache, PlaybookMemory, HnswIndex, HnswParams, IndexRegistry, IndexVersion, MiniLmEmbedder, PlannerConfig};
+use lakehouse_vectord::{EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, MiniLmEmbedder, PlannerConfig, PlaybookMemory, Segment};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -80,9 +85,20 @@ impl PyEmbedder {
     }
 }
 
+/// One index version: the saved graph plus the segment a refresh wrote on top of it.
 #[pyclass(name = "HnswIndex", module = "lakehouse._core")]
 pub struct PyHnswIndex {
     inner: HnswIndex,
+    segment: Segment,
+}
+
+impl PyHnswIndex {
+    fn writable(&self) -> PyResult<()> {
+        if self.segment.is_empty() {
+            return Ok(());
+        }
+        Err(crate::errors::to_py(LakehouseError::invalid("this version has a segment on top of its graph; fold it first")))
+    }
 }
 
 #[pymethods]
@@ -92,32 +108,70 @@ impl PyHnswIndex {
         let params: HnswParams = from_py(params)?;
         let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
         let inner = py.detach(|| HnswIndex::build(dim, params, &keys, &vectors, threads)).py()?;
-        Ok(Self { inner })
+        Ok(Self { inner, segment: Segment::empty(dim) })
     }
 
+    /// Open a saved graph; `segment` is the file of rows a refresh put on top of it.
     #[staticmethod]
-    fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>) -> PyResult<Self> {
+    #[pyo3(signature = (path, mmap, params, segment=None))]
+    fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>, segment: Option<PathBuf>) -> PyResult<Self> {
         let params: HnswParams = from_py(params)?;
-        let inner = py.detach(|| HnswIndex::open(&path, mmap, params)).py()?;
-        Ok(Self { inner })
+        py.detach(|| {
+            let inner = HnswIndex::open(&path, mmap, params)?;
+            let segment = match segment {
+                Some(file) => Segment::open(&file, inner.dim())?,
+                None => Segment::empty(inner.dim()),
+            };
+            Ok::<_, LakehouseError>(Self { inner, segment })
+        })
+        .py()
     }
 
+    /// Save the graph (the segment, if any, is saved by `write_segment`).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         py.detach(|| self.inner.save(&path)).py()
     }
 
+    /// Write this version's segment plus these changes to `path`, leaving this version
+    /// as it is (it may be serving searches). Returns (segment rows, hidden graph keys).
+    fn write_segment(&self, py: Python<'_>, path: PathBuf, keys_le: &[u8], vectors_le: &[u8], removed_le: &[u8]) -> PyResult<(usize, usize)> {
+        let (keys, vectors, removed) = (keys(keys_le)?, floats(vectors_le)?, keys(removed_le)?);
+        py.detach(|| {
+            let next = self.segment.changed(|key| self.inner.contains(key), &keys, &vectors, &removed)?;
+            next.save(&path)?;
+            Ok::<_, LakehouseError>((next.len(), next.hidden().len()))
+        })
+        .py()
+    }
+
+    /// Merge the segment into the graph (the graph must be opened loaded, not mapped).
+    fn fold_segment(&mut self, py: Python<'_>, threads: usize) -> PyResult<()> {
+        let (inner, segment) = (&self.inner, &self.segment);
+        py.detach(|| inner.fold(segment, threads)).py()?;
+        self.segment = Segment::empty(self.inner.dim());
+        Ok(())
+    }
+
+    #[getter]
+    fn segment_rows(&self) -> usize {
+        self.segment.len()
+    }
+
     fn add(&self, py: Python<'_>, keys_le: &[u8], vectors_le: &[u8], threads: usize) -> PyResult<()> {
+        self.writable()?;
         let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
         py.detach(|| self.inner.add(&keys, &vectors, threads)).py()
     }
 
     fn remove(&self, py: Python<'_>, keys_le: &[u8]) -> PyResult<usize> {
+        self.writable()?;
         let keys = keys(keys_le)?;
         py.detach(|| self.inner.remove(&keys)).py()
     }
 
+    /// Searchable vectors: graph rows not hidden, plus segment rows.
     fn __len__(&self) -> usize {
-        self.inner.len()
+        self.inner.len().saturating_sub(self.segment.hidden().len()) + self.segment.len()
     }
 
     #[getter]
@@ -131,14 +185,21 @@ impl PyHnswIndex {
     }
 
     fn contains(&self, key: u64) -> bool {
-        self.inner.contains(key)
+        self.segment.vector(key).is_some() || (self.inner.contains(key) && !self.segment.hidden().contains(&key))
     }
 
     fn vector<'py>(&self, py: Python<'py>, key: u64) -> Option<Bound<'py, PyBytes>> {
+        if let Some(row) = self.segment.vector(key) {
+            return Some(float_bytes(py, row));
+        }
+        if self.segment.hidden().contains(&key) {
+            return None;
+        }
         self.inner.vector(key).map(|v| float_bytes(py, &v))
     }
 
-    /// Planned top-k search: {keys, scores, path, candidates, shortfall}.
+    /// Planned top-k search: (keys uint64 LE bytes, scores float32 LE bytes, path,
+    /// candidates, shortfall). Plain bytes and scalars: this is the per-query hot path.
     #[pyo3(signature = (query_le, k, allowed_le=None, planner=None))]
     fn search<'py>(
         &self,
@@ -147,12 +208,17 @@ impl PyHnswIndex {
         k: usize,
         allowed_le: Option<&[u8]>,
         planner: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, &'static str, usize, usize)> {
         let query = floats(query_le)?;
-        let allowed: Option<HashSet<u64>> = allowed_le.map(keys).transpose()?.map(|k| k.into_iter().collect());
-        let config: PlannerConfig = planner.map(from_py).transpose()?.unwrap_or_default();
-        let planned = py.detach(|| planned_search(&self.inner, &query, k, allowed.as_ref(), &config)).py()?;
-        to_py(py, &planned)
+        let allowed: Option<Vec<u64>> = allowed_le.map(keys).transpose()?;
+        let config: PlannerConfig = match planner {
+            Some(p) if !p.is_none() => from_py(p)?,
+            _ => PlannerConfig::default(),
+        };
+        let planned = py.detach(|| planned_search(&self.inner, &self.segment, &query, k, allowed.as_deref(), &config)).py()?;
+        let keys: Vec<u8> = planned.hits.iter().flat_map(|(key, _)| key.to_le_bytes()).collect();
+        let scores: Vec<f32> = planned.hits.iter().map(|(_, score)| *score).collect();
+        Ok((PyBytes::new(py, &keys), float_bytes(py, &scores), planned.path.as_str(), planned.candidates, planned.shortfall))
     }
 }
 
@@ -204,6 +270,42 @@ impl PyIndexRegistry {
 #[pyfunction]
 pub fn chunk_text(text: &str, max_words: usize, overlap: usize) -> Vec<String> {
     lakehouse_vectord::chunk::chunk_words(text, max_words, overlap)
+}
+
+/// Stable keys of chunk ids, as uint64 little-endian bytes.
+#[pyfunction]
+pub fn chunk_keys<'py>(py: Python<'py>, chunk_ids: Vec<String>) -> Bound<'py, PyBytes> {
+    let raw: Vec<u8> = py.detach(|| chunk_ids.iter().flat_map(|id| lakehouse_vectord::chunk::chunk_key(id).to_le_bytes()).collect());
+    PyBytes::new(py, &raw)
+}
+
+/// Chunk a document column pair (Arrow string arrays of equal length) into a record
+/// batch: doc_row (uint32, the document's position), chunk_no, text, key, content_hash.
+#[pyfunction]
+pub fn chunk_documents(
+    py: Python<'_>,
+    doc_ids: PyArrowType<ArrayData>,
+    texts: PyArrowType<ArrayData>,
+    max_words: usize,
+    overlap: usize,
+) -> PyResult<PyArrowType<RecordBatch>> {
+    let as_strings = |data: ArrayData| -> PyResult<StringArray> {
+        let array = cast(&make_array(data), &DataType::Utf8).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(array.as_string::<i32>().clone())
+    };
+    let (doc_ids, texts) = (as_strings(doc_ids.0)?, as_strings(texts.0)?);
+    if doc_ids.len() != texts.len() {
+        return Err(PyValueError::new_err(format!("{} doc ids but {} texts", doc_ids.len(), texts.len())));
+    }
+    let chunks = py.detach(|| lakehouse_vectord::chunk::chunk_documents(doc_ids.iter().zip(texts.iter()), max_words, overlap));
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("doc_row", Arc::new(UInt32Array::from_iter_values(chunks.doc_row.iter().map(|&r| r as u32)))),
+        ("chunk_no", Arc::new(Int32Array::from(chunks.chunk_no))),
+        ("text", Arc::new(StringArray::from(chunks.text))),
+        ("key", Arc::new(UInt64Array::from(chunks.key))),
+        ("content_hash", Arc::new(StringArray::from(chunks.content_hash))),
+    ];
+    RecordBatch::try_from_iter(columns).map(PyArrowType).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 #[pyclass(name = "PlaybookMemory", module = "lakehouse._core")]

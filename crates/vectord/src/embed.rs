@@ -1,25 +1,27 @@
-//! all-MiniLM-L6-v2 on the CPU with candle: BERT encoder, mean pooling over the real
-//! (unpadded) tokens, L2 normalisation — the three modules sentence-transformers chains
-//! for this model (see the model's `modules.json`).
+//! all-MiniLM-L6-v2 on the CPU: BERT encoder (`encoder.rs`), mean pooling over the real
+//! tokens, L2 normalisation — the three modules sentence-transformers chains for this
+//! model (see the model's `modules.json`).
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use lakehouse_shared::{LakehouseError, Result};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::encoder::{Encoder, EncoderConfig};
 
 /// The model's own limit (`sentence_bert_config.json`: max_seq_length 256); longer texts
 /// are chunked by the caller before they get here.
 pub const MAX_TOKENS: usize = 256;
-/// Texts per forward pass. Batches are formed from length-sorted texts, so padding is small.
-const BATCH_SIZE: usize = 32;
+/// Tokens per forward pass: enough rows for the GEMMs to run at full speed on two cores,
+/// few enough that a batch's activations (about 10 KiB a token) stay in cache-friendly
+/// sizes. A batch never splits a text.
+const BATCH_TOKENS: usize = 4096;
 
 pub struct MiniLmEmbedder {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     dim: usize,
     model_id: String,
 }
@@ -36,21 +38,20 @@ impl MiniLmEmbedder {
                 LakehouseError::NotFound(format!("embedding model file {} missing: {e}", model_dir.join(name).display()))
             })
         };
-        let config: Config = serde_json::from_slice(&read("config.json")?).map_err(|e| model_error("config.json", e))?;
+        let config: EncoderConfig = serde_json::from_slice(&read("config.json")?).map_err(|e| model_error("config.json", e))?;
         let mut tokenizer = Tokenizer::from_bytes(read("tokenizer.json")?).map_err(|e| model_error("tokenizer.json", e))?;
-        // The shipped tokenizer pads every input to a fixed 128 and truncates there;
-        // sentence-transformers pads to the longest in the batch and truncates at 256.
-        tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
+        // The shipped tokenizer pads every input to a fixed 128 and truncates there. The
+        // encoder packs real tokens only, so: no padding, truncation at the model's 256.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| model_error("truncation", e))?;
-        let device = Device::Cpu;
         let weights = model_dir.join("model.safetensors");
         // SAFETY: the weights file is memory-mapped read-only and not modified while loaded.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &device) }
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
             .map_err(|e| model_error("model.safetensors", e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| model_error("weights", e))?;
-        Ok(Self { model, tokenizer, device, dim: config.hidden_size, model_id: model_id.to_string() })
+        let encoder = Encoder::load(vb, &config).map_err(|e| model_error("weights", e))?;
+        Ok(Self { dim: encoder.hidden_size(), encoder, tokenizer, model_id: model_id.to_string() })
     }
 
     pub fn dim(&self) -> usize {
@@ -63,42 +64,21 @@ impl MiniLmEmbedder {
 
     /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        let mut out = vec![0f32; texts.len() * self.dim];
-        // Sort by length so each batch pads to a similar length; write rows back in order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        for batch in order.chunks(BATCH_SIZE) {
-            let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
-            let rows = self.embed_batch(&batch_texts)?;
-            for (row, &i) in rows.chunks(self.dim).zip(batch) {
-                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(row);
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| model_error("tokenize", e))?;
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        let mut start = 0;
+        while start < ids.len() {
+            let mut end = start + 1;
+            let mut tokens = ids[start].len();
+            while end < ids.len() && tokens + ids[end].len() <= BATCH_TOKENS {
+                tokens += ids[end].len();
+                end += 1;
             }
+            out.extend(self.encoder.embed(&ids[start..end]));
+            start = end;
         }
         Ok(out)
-    }
-
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| model_error("tokenize", e))?;
-        let (n, len) = (encodings.len(), encodings[0].get_ids().len());
-        let ids: Vec<u32> = encodings.iter().flat_map(|e| e.get_ids().to_vec()).collect();
-        let mask: Vec<u32> = encodings.iter().flat_map(|e| e.get_attention_mask().to_vec()).collect();
-        let forward = || -> candle_core::Result<Vec<f32>> {
-            let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-            let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-            let token_types = ids.zeros_like()?;
-            let hidden = self.model.forward(&ids, &token_types, Some(&mask))?; // (n, len, dim)
-            // Mean over real tokens only: padded positions have mask 0.
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (n, len, 1)
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (n, dim)
-            let counts = mask.sum(1)?; // (n, 1)
-            let pooled = summed.broadcast_div(&counts)?;
-            let norms = pooled.sqr()?.sum_keepdim(1)?.sqrt()?;
-            pooled.broadcast_div(&norms)?.flatten_all()?.to_vec1::<f32>()
-        };
-        forward().map_err(|e| model_error("forward pass", e))
     }
 }
 

@@ -11,6 +11,7 @@ use lakehouse_shared::Result;
 use serde::{Deserialize, Serialize};
 
 use crate::hnsw::HnswIndex;
+use crate::segment::Segment;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(default)]
@@ -42,6 +43,18 @@ pub enum SearchPath {
     HnswFilteredThenExact,
 }
 
+impl SearchPath {
+    /// The name results and logs carry (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hnsw => "hnsw",
+            Self::Exact => "exact",
+            Self::HnswFiltered => "hnsw_filtered",
+            Self::HnswFilteredThenExact => "hnsw_filtered_then_exact",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedSearch {
     pub hits: Vec<(u64, f32)>,
@@ -51,42 +64,68 @@ pub struct PlannedSearch {
     pub shortfall: usize,
 }
 
+/// Top-`k` of the graph `index` plus its `segment` (rows added since the graph was
+/// saved; graph keys it hides are never returned), restricted to `allowed` when given.
+/// `allowed` may name keys that are not indexed, or a key twice; both are harmless.
 pub fn search(
     index: &HnswIndex,
+    segment: &Segment,
     query: &[f32],
     k: usize,
-    allowed: Option<&HashSet<u64>>,
+    allowed: Option<&[u64]>,
     config: &PlannerConfig,
 ) -> Result<PlannedSearch> {
-    let total = index.len();
+    let query = &index.unit_query(query)?;
+    let hidden = segment.hidden();
+    let visible = |key: u64| !hidden.contains(&key);
+    let graph_rows = index.len().saturating_sub(hidden.len());
+    let total = graph_rows + segment.len();
     let ef = index.params().ef_search.max(k);
     let (hits, path, candidates) = match allowed {
         None => {
-            let mut hits = index.search(query, k, ef)?;
-            if hits.len() < k.min(total) {
-                hits = index.exact_all(query, k)?;
+            let mut hits = if hidden.is_empty() { index.search(query, k, ef)? } else { index.filtered_search(query, k, ef, visible)? };
+            if hits.len() < k.min(graph_rows) {
+                hits = index.exact_all(query, k + hidden.len())?.into_iter().filter(|(key, _)| visible(*key)).collect();
             }
-            (hits, SearchPath::Hnsw, total)
+            (merge(hits, segment.scan(query, k, |_| true), k), SearchPath::Hnsw, total)
         }
         Some(allowed) => {
             let candidates = allowed.len();
             let selectivity = candidates as f64 / total.max(1) as f64;
+            let exact = |k: usize| -> Result<Vec<(u64, f32)>> {
+                let graph = index.exact_among(query, k, allowed.iter().copied().filter(|&key| visible(key)))?;
+                Ok(merge(graph, segment.scan_among(query, k, allowed), k))
+            };
             if candidates <= config.exact_max_candidates || selectivity <= config.exact_max_fraction {
-                (index.exact_among(query, k, allowed.iter().copied())?, SearchPath::Exact, candidates)
+                (exact(k)?, SearchPath::Exact, candidates)
             } else {
+                // Only the traversal needs set membership; the exact path never builds it.
+                let set: HashSet<u64> = allowed.iter().copied().collect();
                 let beam = ((ef as f64 / selectivity.min(1.0)).ceil() as usize).min(ef * config.max_beam_factor);
-                let hits = index.filtered_search(query, k, beam, |key| allowed.contains(&key))?;
-                if hits.len() < k.min(candidates) {
-                    let exact = index.exact_among(query, k, allowed.iter().copied())?;
-                    (exact, SearchPath::HnswFilteredThenExact, candidates)
+                let graph = index.filtered_search(query, k, beam, |key| set.contains(&key) && visible(key))?;
+                let hits = merge(graph, segment.scan(query, k, |key| set.contains(&key)), k);
+                if hits.len() < k.min(set.len()) {
+                    (exact(k)?, SearchPath::HnswFilteredThenExact, set.len())
                 } else {
-                    (hits, SearchPath::HnswFiltered, candidates)
+                    (hits, SearchPath::HnswFiltered, set.len())
                 }
             }
         }
     };
     let shortfall = k.saturating_sub(hits.len());
     Ok(PlannedSearch { hits, path, candidates, shortfall })
+}
+
+/// The best `k` of two disjoint hit lists, best first.
+fn merge(mut graph: Vec<(u64, f32)>, segment: Vec<(u64, f32)>, k: usize) -> Vec<(u64, f32)> {
+    if segment.is_empty() {
+        graph.truncate(k);
+        return graph;
+    }
+    graph.extend(segment);
+    graph.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    graph.truncate(k);
+    graph
 }
 
 #[cfg(test)]
@@ -123,7 +162,8 @@ mod tests {
             // A small exact threshold so the filtered traversal path is exercised too.
             let config = PlannerConfig { exact_max_candidates: 50, exact_max_fraction: 0.0, max_beam_factor: 8 };
             let query = &unit_vectors(1, dim, seed + 7)[..];
-            let planned = search(&index, query, k, Some(&allowed), &config).unwrap();
+            let allowed_keys: Vec<u64> = allowed.iter().copied().collect();
+            let planned = search(&index, &Segment::empty(dim), query, k, Some(&allowed_keys), &config).unwrap();
             prop_assert_eq!(planned.hits.len(), k.min(allowed.len()));
             prop_assert_eq!(planned.shortfall, k - planned.hits.len());
             prop_assert!(planned.hits.iter().all(|(key, _)| allowed.contains(key)));
@@ -139,10 +179,53 @@ mod tests {
         let vectors = unit_vectors(1000, dim, 9);
         let keys: Vec<u64> = (0..1000).collect();
         let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 1).unwrap();
-        let allowed: HashSet<u64> = [1, 2, 3, 424242].into_iter().collect();
-        let planned = search(&index, &vectors[..dim], 10, Some(&allowed), &PlannerConfig::default()).unwrap();
+        let planned = search(&index, &Segment::empty(dim), &vectors[..dim], 10, Some(&[1, 2, 3, 3, 424242]), &PlannerConfig::default()).unwrap();
         assert_eq!(planned.path, SearchPath::Exact);
-        assert_eq!(planned.hits.len(), 3, "the key that is not in the index cannot be returned");
+        assert_eq!(planned.hits.len(), 3, "a key named twice counts once; one not in the index cannot be returned");
         assert_eq!(planned.shortfall, 7);
+    }
+
+    /// A graph plus a segment answers like a graph rebuilt with the same changes: hidden
+    /// keys never come back, new and re-embedded rows do, filtered or not.
+    #[test]
+    fn graph_plus_segment_answers_like_a_rebuilt_graph() {
+        let (n, dim, k) = (3000usize, 24usize, 10usize);
+        let vectors = unit_vectors(n + 200, dim, 11);
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors[..n * dim], 2).unwrap();
+        // 100 new rows (keys n..n+100), keys 0..50 re-embedded with new vectors, 50..80 deleted
+        let added: Vec<u64> = (n as u64..n as u64 + 100).chain(0..50).collect();
+        let added_vectors: Vec<f32> = vectors[n * dim..(n + 150) * dim].to_vec();
+        let removed: Vec<u64> = (50..80).collect();
+        let segment = Segment::empty(dim).changed(|key| index.contains(key), &added, &added_vectors, &removed).unwrap();
+        let mut rebuilt_rows: Vec<(u64, &[f32])> =
+            (80..n).map(|i| (i as u64, &vectors[i * dim..(i + 1) * dim])).collect();
+        rebuilt_rows.extend(added.iter().copied().zip(added_vectors.chunks_exact(dim)));
+        let exact_top = |query: &[f32], keep: &dyn Fn(u64) -> bool| -> Vec<u64> {
+            let mut scored: Vec<(u64, f32)> =
+                rebuilt_rows.iter().filter(|(key, _)| keep(*key)).map(|(key, row)| (*key, crate::dot(query, row))).collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            scored.into_iter().take(k).map(|(key, _)| key).collect()
+        };
+        let config = PlannerConfig { exact_max_candidates: 50, exact_max_fraction: 0.0, max_beam_factor: 8 };
+        let mut agree = 0;
+        for q in 0..20 {
+            let query = &vectors[(n + 150 + q) * dim..(n + 151 + q) * dim];
+            let even: Vec<u64> = (0..n as u64 + 100).filter(|k| k % 2 == 0).collect();
+            for (allowed, keep) in [(None, &(|_: u64| true) as &dyn Fn(u64) -> bool), (Some(&even[..]), &|key: u64| key % 2 == 0)] {
+                let planned = search(&index, &segment, query, k, allowed, &config).unwrap();
+                assert_eq!(planned.hits.len(), k);
+                assert!(planned.hits.iter().all(|(key, _)| !(50..80).contains(key)), "a deleted key came back");
+                let truth: HashSet<u64> = exact_top(query, keep).into_iter().collect();
+                agree += planned.hits.iter().filter(|(key, _)| truth.contains(key)).count();
+                for (key, score) in &planned.hits {
+                    if *key < 50 {
+                        let row = &added_vectors[(100 + *key as usize) * dim..(101 + *key as usize) * dim];
+                        assert!((crate::dot(query, row) - score).abs() < 1e-4, "a re-embedded key scored by its old vector");
+                    }
+                }
+            }
+        }
+        assert!(agree as f64 >= 0.98 * (40 * k) as f64, "recall {agree}/{}", 40 * k);
     }
 }

@@ -6,19 +6,15 @@ import dataclasses
 import logging
 import signal
 import threading
-import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator
 
-import uvicorn
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lakehouse import __version__
 from lakehouse.config import Config
 from lakehouse.daemon.agent import start_background
-from lakehouse.gateway.api_errors import EXCEPTION_HANDLERS, INTERNAL_ERROR_BODY, SafeJSONResponse
+from lakehouse.gateway.api_errors import ERRORS
 from lakehouse.gateway.auth import load_key_ring
 from lakehouse.gateway.routes import ROUTERS
 from lakehouse.gateway.routes_schedules import schedules_router
@@ -28,11 +24,12 @@ from lakehouse.gateway.routes_vector_admin import router as vector_admin_router
 from lakehouse.gateway.routes_vectors import router as vectors_router
 from lakehouse.gateway.serialize import RESCUE_HEADER
 from lakehouse.gateway.state import FacadeGuard, GatewayState
+from lakehouse.http import configure_logging, install_http_plumbing, run_server
 from lakehouse.lakehouse import Lakehouse
 
 log = logging.getLogger("lakehouse.gateway")
 
-LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+__all__ = ["create_app", "serve", "configure_logging", "exit_cleanly_on_sigterm"]
 
 DESCRIPTION = """\
 HTTP gateway of a Lakehouse data directory: upload files, run read-only SQL, manage
@@ -75,8 +72,6 @@ def create_app(lakehouse: Lakehouse | None = None, config: Config | None = None)
     app = FastAPI(title="Lakehouse gateway", version=__version__, description=DESCRIPTION, openapi_tags=TAGS, lifespan=lifespan)
     app.state.gateway = GatewayState(guard=FacadeGuard(lakehouse), config=config, data_path=lakehouse.path)
     app.state.key_ring = load_key_ring(config)
-    for exc_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(exc_class, handler)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(db_router)
@@ -84,50 +79,8 @@ def create_app(lakehouse: Lakehouse | None = None, config: Config | None = None)
     app.include_router(vectors_router)
     app.include_router(vector_admin_router)
     app.include_router(intelligence_router)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origin_regex=config.gateway.cors_origin_regex,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=[RESCUE_HEADER],
-    )
-    app.add_middleware(RequestLogMiddleware)  # added last = outermost: logs CORS preflights too
+    install_http_plumbing(app, ERRORS, cors_origin_regex=config.gateway.cors_origin_regex, expose_headers=[RESCUE_HEADER])
     return app
-
-
-class RequestLogMiddleware:
-    """Logs `METHOD path -> status (ms)` for every request, and turns an unexpected
-    exception into a generic 500 (the traceback goes to the log, never to the client)."""
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        response: dict[str, Any] = {"status": 500, "started": False}
-
-        async def send_and_note_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                response.update(status=message["status"], started=True)
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_note_status)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            if response["started"]:
-                raise
-            await SafeJSONResponse(INTERNAL_ERROR_BODY, status_code=500)(scope, receive, send_and_note_status)
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            log.info("%s %s -> %d (%.1f ms)", scope["method"], scope["path"], response["status"], elapsed_ms)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 def serve(config: Config | None = None, *, host: str | None = None, port: int | None = None) -> None:
@@ -142,8 +95,7 @@ def serve(config: Config | None = None, *, host: str | None = None, port: int | 
         # Clients find us here even when --host/--port differ from lakehouse.toml.
         config.gateway_url_file.write_text(bind.url + "\n")
         try:
-            # Our middleware logs each request, so uvicorn's access log would only repeat it.
-            uvicorn.run(app, host=bind.host, port=bind.port, log_config=None, access_log=False)
+            run_server(app, host=bind.host, port=bind.port)
         finally:
             config.gateway_url_file.unlink(missing_ok=True)
 

@@ -21,7 +21,8 @@ from lakehouse.gateway.state import GatewayState, gateway_state
 from lakehouse.gateway.uploads import FILE_FIELD, ReceivedUpload, quarantine, receive_upload
 from lakehouse.lakehouse import IngestResult, Lakehouse, Mode
 
-#: /health answers "busy" rather than waiting longer than this behind a long ingest
+#: /health answers "busy" rather than waiting longer than this behind a long ingest (it only
+#: reads, so it waits for writes alone)
 HEALTH_LOCK_TIMEOUT_S = 2.0
 
 health_router = APIRouter(tags=["health"])
@@ -38,7 +39,7 @@ ROUTERS = [health_router, ingest_router, query_router, catalog_router, storage_r
 @health_router.get("/health", summary="Liveness and basic facts (no API key needed)")
 def health(request: Request) -> SafeJSONResponse:
     state = gateway_state(request)
-    with state.guard.try_use(HEALTH_LOCK_TIMEOUT_S) as lakehouse:
+    with state.guard.try_read(HEALTH_LOCK_TIMEOUT_S) as lakehouse:
         datasets = len(lakehouse.datasets()) if lakehouse is not None else None
     return SafeJSONResponse({
         "status": "ok" if lakehouse is not None else "busy",
@@ -121,7 +122,7 @@ class SqlRequest(BaseModel):
 )
 def query_sql(body: SqlRequest, request: Request) -> Response:
     state = gateway_state(request)
-    with state.guard.use() as lakehouse:
+    with state.guard.read() as lakehouse:  # `rescue_used` is this thread's last query (see Lakehouse.sql)
         started = time.perf_counter()
         try:
             table = lakehouse.sql(body.sql)
@@ -148,19 +149,25 @@ class CompactRequest(BaseModel):
 
 
 def _respond(request: Request, call: Callable[[Lakehouse], Any]) -> SafeJSONResponse:
-    """Run `call` on the facade under its lock and return the result as JSON."""
+    """Run `call` on the facade with the lock alone (a write) and return the result as JSON."""
     with gateway_state(request).guard.use() as lakehouse:
+        return SafeJSONResponse(call(lakehouse))
+
+
+def _read(request: Request, call: Callable[[Lakehouse], Any]) -> SafeJSONResponse:
+    """Like `_respond`, for a `call` that only reads: it runs beside other reads."""
+    with gateway_state(request).guard.read() as lakehouse:
         return SafeJSONResponse(call(lakehouse))
 
 
 @catalog_router.get("/datasets", summary="List datasets")
 def list_datasets(request: Request, include_tombstoned: bool = Query(False, description="include soft-deleted datasets")):
-    return _respond(request, lambda lh: lh.datasets(include_tombstoned))
+    return _read(request, lambda lh: lh.datasets(include_tombstoned))
 
 
 @catalog_router.get("/datasets/{name}", summary="One dataset's manifest (404 if unknown)")
 def get_dataset(name: str, request: Request):
-    return _respond(request, lambda lh: lh.dataset(name))
+    return _read(request, lambda lh: lh.dataset(name))
 
 
 @catalog_router.post("/datasets/{name}/tombstone", summary="Soft-delete a dataset (hidden from SQL, restorable)")
@@ -175,7 +182,7 @@ def restore_dataset(name: str, request: Request, key: ApiKey = Depends(may_write
 
 @catalog_router.get("/datasets/{name}/history", summary="Table versions, newest first")
 def dataset_history(name: str, request: Request):
-    return _respond(request, lambda lh: lh.history(name))
+    return _read(request, lambda lh: lh.history(name))
 
 
 @catalog_router.post("/dedupe", summary="Collapse duplicate manifests (idempotent)")
@@ -192,11 +199,12 @@ def compact(request: Request, body: CompactRequest | None = None, key: ApiKey = 
 # ---------------------------------------------------------------------- storage & journal
 @storage_router.get("/errors", summary="Journaled bucket failures, newest first")
 def storage_errors(request: Request, limit: int | None = Query(None, ge=1)):
-    return _respond(request, lambda lh: lh.storage_errors(limit))
+    return _read(request, lambda lh: lh.storage_errors(limit))
 
 
 @storage_router.get("/bucket-health", summary="Per-bucket reachability")
 def bucket_health(request: Request):
+    # Not a read: the check writes and deletes one probe object per bucket (the same path each time).
     return _respond(request, lambda lh: lh.bucket_health())
 
 
@@ -210,4 +218,4 @@ def journal(
     operation: str | None = Query(None, description="e.g. create, insert, replace, tombstone, restore, compact"),
     limit: int | None = Query(None, ge=1),
 ):
-    return _respond(request, lambda lh: lh.journal(dataset, actor, since, until, operation, limit))
+    return _read(request, lambda lh: lh.journal(dataset, actor, since, until, operation, limit))

@@ -75,9 +75,18 @@ def _lake(request: Request):
     return gateway_state(request).guard
 
 
+def _reading(request: Request, *parts: str):
+    """The guard, for a call that only reads: the facade parts it uses are created
+    first (once, under the exclusive side), then `.read()` shares the facade."""
+    guard = _lake(request)
+    guard.built(*parts)
+    return guard
+
+
 @router.post("/vectors/hybrid", summary="SQL filter + semantic rank + playbook boost, explained")
 def hybrid(body: HybridRequest, request: Request) -> SafeJSONResponse:
-    with _lake(request).use() as lake:
+    parts = ("playbooks",) if body.use_playbook_memory else ()
+    with _reading(request, *parts).read() as lake:
         return SafeJSONResponse(hybrid_search(lake, HybridQuery(**body.model_dump())))
 
 
@@ -103,13 +112,13 @@ def delete(playbook_id: str, request: Request, key: ApiKey = Depends(may_write))
 
 @router.get("/vectors/playbook_memory/patterns", summary="What similar past fills had in common")
 def patterns(request: Request, query: str, k: int = 25, city: str | None = None, state: str | None = None, role: str | None = None) -> SafeJSONResponse:
-    with _lake(request).use() as lake:
+    with _reading(request, "playbooks").read() as lake:
         return SafeJSONResponse(lake.playbooks.patterns(query, k=k, city=city, state=state, role=role))
 
 
 @router.get("/vectors/playbook_memory/stats", summary="Totals, endorsed names, new today")
 def stats(request: Request) -> SafeJSONResponse:
-    with _lake(request).use() as lake:
+    with _reading(request, "playbooks").read() as lake:
         return SafeJSONResponse(lake.playbooks.stats())
 
 

@@ -2,7 +2,8 @@
 
 When the gateway runs the agent (`[daemon] run_schedules`), changes take effect at once;
 otherwise they are stored and run by whichever agent owns the data directory next.
-Calls are serialized with the facade lock, like every other route.
+Changes take the facade lock's exclusive side, like every other write; the listings
+take its shared side.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def _schedules(request: Request) -> Scheduler | ScheduleStore:
     return ScheduleStore(gateway_state(request).data_path)
 
 
-def _respond(request: Request, call: Callable[[Scheduler | ScheduleStore], Any], status_code: int = 200) -> SafeJSONResponse:
-    with gateway_state(request).guard.use():
+def _respond(
+    request: Request, call: Callable[[Scheduler | ScheduleStore], Any], status_code: int = 200, *, read: bool = False
+) -> SafeJSONResponse:
+    guard = gateway_state(request).guard
+    with guard.read() if read else guard.use():
         return SafeJSONResponse(call(_schedules(request)), status_code=status_code)
 
 
@@ -59,7 +63,7 @@ def _listing(schedules: Scheduler | ScheduleStore) -> list[dict[str, Any]]:
 
 @schedules_router.get("", summary="List ingest schedules (DSN passwords masked)")
 def list_schedules(request: Request):
-    return _respond(request, _listing)
+    return _respond(request, _listing, read=True)
 
 
 @schedules_router.post(
@@ -78,7 +82,7 @@ def add_schedule(body: ScheduleRequest, request: Request, _: ApiKey = Depends(ma
 
 @schedules_router.get("/runs", summary="Recorded runs, newest first")
 def schedule_runs(request: Request, job_id: str | None = None, limit: int | None = Query(100, ge=1)):
-    return _respond(request, lambda schedules: schedules.runs(job_id, limit))
+    return _respond(request, lambda schedules: schedules.runs(job_id, limit), read=True)
 
 
 @schedules_router.delete("/{job_id}", summary="Remove an ingest schedule (its recorded runs stay)")

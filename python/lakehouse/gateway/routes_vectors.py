@@ -3,7 +3,8 @@ background, and move their active version (promote / rollback).
 
 Searches do not wait for the facade lock while a refresh embeds: the refresh takes it
 only to read the dataset and to commit, and the active index version is swapped as one
-reference, so a search sees the old version or the new one, never a mix.
+reference, so a search sees the old version or the new one, never a mix. Searches read
+the facade under the lock's shared side, so they run beside each other.
 """
 
 from __future__ import annotations
@@ -23,10 +24,14 @@ router = APIRouter(tags=["vectors"], dependencies=[Depends(authenticated)])
 
 
 def vector_indexes(request: Request) -> VectorIndexes:
-    state = gateway_state(request)
-    with state.guard.use() as lakehouse:
+    """The facade's vector indexes, wired to the gateway's lock: their writes and
+    commits take its exclusive side, their pure reads its shared side."""
+    guard = gateway_state(request).guard
+    guard.built("vectors")
+    with guard.read() as lakehouse:
         indexes = lakehouse.vectors
-    indexes.facade_lock = state.guard._lock
+    indexes.facade_lock = guard.write_lock
+    indexes.facade_read_lock = guard.read_lock
     return indexes
 
 

@@ -78,8 +78,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from lakehouse.errors import InvalidInput, NotFound
-from lakehouse.vectors.backend import chunk_key
-from lakehouse.vectors.hnsw import INDEX_FILE, HnswBackend
+from lakehouse.vectors.backend import chunk_keys
+from lakehouse.vectors.hnsw import INDEX_FILE, LAYERS_FILE, SEGMENT_FILE, HnswBackend
 from lakehouse.vectors.jsonl import append_jsonl, file_lock, fsync_dir, read_jsonl
 
 if TYPE_CHECKING:
@@ -355,8 +355,9 @@ class Autotuner:
             if len(table) == 0 or flat.size != len(table) * dim:
                 continue
             flat = flat.reshape(len(table), dim)
-            for row, (chunk_id, content_hash) in enumerate(zip(table["chunk_id"].to_pylist(), table["content_hash"].to_pylist())):
-                i = position.get(chunk_key(chunk_id))
+            file_keys = chunk_keys(table["chunk_id"].to_pylist()).tolist()
+            for row, (key, content_hash) in enumerate(zip(file_keys, table["content_hash"].to_pylist())):
+                i = position.get(key)
                 if i is not None and not found[i] and hashes[i] == content_hash:
                     out[i] = flat[row]
                     found[i] = True
@@ -625,15 +626,18 @@ class Autotuner:
         return version, why
 
     def _materialize(self, name: str, active: dict[str, Any], graph_dir: Path, location: str) -> None:
-        """`v<N>`: the graph file (hard-linked; never rewritten in place, so sharing is
-        safe) and every other file of the active version (chunks.parquet)."""
+        """`v<N>`: the trial's graph (hard-linked; never rewritten in place, so sharing is
+        safe) and every other file of the active version (chunks.parquet). A trial that
+        only changed ef_search reuses the active graph, layers included (graph + segment
+        of a refreshed version); a rebuilt graph holds every vector, so no layers."""
         index_dir = self._dir(name)
         active_dir = index_dir / active["location"]
         target = index_dir / location
         target.mkdir(parents=True, exist_ok=True)
-        files = {INDEX_FILE: graph_dir / INDEX_FILE}
+        graph_files = (INDEX_FILE,) if (graph_dir / INDEX_FILE).is_file() else (LAYERS_FILE, SEGMENT_FILE)
+        files = {f: graph_dir / f for f in graph_files}
         for path in active_dir.iterdir():
-            if path.is_file() and path.name != INDEX_FILE and not path.name.endswith(".tmp"):
+            if path.is_file() and path.name not in (INDEX_FILE, LAYERS_FILE, SEGMENT_FILE) and not path.name.endswith(".tmp"):
                 files[path.name] = path
         for file_name, source in files.items():
             staged = target / f".{file_name}.{uuid.uuid4().hex[:8]}.tmp"

@@ -9,18 +9,23 @@ they are stable across index versions and backends. Scores are cosine similariti
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from lakehouse import _core
+
+
+def chunk_keys(chunk_ids: list[str]) -> np.ndarray:
+    """Stable 63-bit keys of chunk ids (the core derives them: first 8 bytes of the
+    SHA-256, top bit cleared so every engine that stores signed 64-bit ids agrees)."""
+    return np.frombuffer(_core.chunk_keys(list(chunk_ids)), dtype="<u8").astype(np.uint64)
+
 
 def chunk_key(chunk_id: str) -> int:
-    """Stable 63-bit key of a chunk id (first 8 bytes of its SHA-256, top bit cleared so
-    every engine that stores signed 64-bit ids agrees)."""
-    return int.from_bytes(hashlib.sha256(chunk_id.encode()).digest()[:8], "big") & ((1 << 63) - 1)
+    return int(chunk_keys([chunk_id])[0])
 
 
 @dataclass

@@ -1,9 +1,14 @@
 """The HNSW backend: usearch inside the Rust core, planned by selectivity (exact scan
 under the threshold, filtered traversal above it). Vectors and keys cross the boundary
-as little-endian bytes."""
+as little-endian bytes.
+
+A version directory holds either its own graph (`index.usearch`) or, after a small
+refresh, `layers.json` naming the graph of an earlier version plus `segment.bin`: the
+rows added since and the graph keys they supersede. The core searches both as one."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,8 @@ from lakehouse import _core
 from lakehouse.vectors.backend import SearchResult
 
 INDEX_FILE = "index.usearch"
+SEGMENT_FILE = "segment.bin"
+LAYERS_FILE = "layers.json"
 
 
 def _keys_bytes(keys: np.ndarray) -> bytes:
@@ -47,22 +54,36 @@ class HnswBackend:
     @classmethod
     def open(cls, path: Path, params: dict[str, Any] | None = None) -> HnswBackend:
         params = params or {}
-        inner = _core.HnswIndex.open(str(path / INDEX_FILE), bool(params.get("mmap", True)), params.get("hnsw", {}))
+        graph, segment = _layers(path)
+        inner = _core.HnswIndex.open(str(graph), bool(params.get("mmap", True)), params.get("hnsw", {}), segment and str(segment))
         return cls(inner, path, params.get("planner", {}))
 
     @classmethod
     def extend(
         cls, previous: Path, path: Path, keys: np.ndarray, vectors: np.ndarray, params: dict[str, Any], removed: np.ndarray | None = None
     ) -> HnswBackend:
-        """A new version = the previous graph loaded into memory, minus `removed`, plus
-        the new vectors (a re-embedded key replaces its old vector). The previous
-        version's file is untouched: it may still be serving searches."""
-        inner = _core.HnswIndex.open(str(previous / INDEX_FILE), False, params["hnsw"])
-        if removed is not None and len(removed):
+        """A new version = the previous one minus `removed`, plus the new vectors (a
+        re-embedded key replaces its old vector). Small changes become a segment over
+        the previous graph (nothing large is rewritten); past `segment_max_rows` the
+        segment is folded into a new graph. The previous version's files are untouched:
+        they may still be serving searches."""
+        removed = np.zeros(0, np.uint64) if removed is None else removed
+        graph, segment = _layers(previous)
+        budget = int(params.get("segment_max_rows", 0))
+        path.mkdir(parents=True, exist_ok=True)
+        if budget:
+            current = _core.HnswIndex.open(str(graph), True, params["hnsw"], segment and str(segment))
+            if current.segment_rows + len(keys) <= budget:
+                current.write_segment(str(path / SEGMENT_FILE), _keys_bytes(keys), _vectors_bytes(vectors), _keys_bytes(removed))
+                _write_layers(path, graph)
+                return cls.open(path, params)
+        inner = _core.HnswIndex.open(str(graph), False, params["hnsw"], segment and str(segment))
+        threads = build_threads(params.get("threads", 0))
+        inner.fold_segment(threads)
+        if len(removed):
             inner.remove(_keys_bytes(removed))
         if len(keys):
-            inner.add(_keys_bytes(keys), _vectors_bytes(vectors), build_threads(params.get("threads", 0)))
-        path.mkdir(parents=True, exist_ok=True)
+            inner.add(_keys_bytes(keys), _vectors_bytes(vectors), threads)
         inner.save(str(path / INDEX_FILE))
         return cls(inner, path, params.get("planner", {}))
 
@@ -75,10 +96,9 @@ class HnswBackend:
 
     def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> SearchResult:
         allowed_bytes = None if allowed is None else _keys_bytes(allowed)
-        out = self._inner.search(_vectors_bytes(query), k, allowed_bytes, self.planner)
-        keys = np.array([hit[0] for hit in out["hits"]], dtype=np.uint64)
-        scores = np.array([hit[1] for hit in out["hits"]], dtype=np.float32)
-        return SearchResult(keys, scores, out["path"], out["shortfall"], out["candidates"] if allowed is not None else None)
+        keys, scores, path, candidates, shortfall = self._inner.search(_vectors_bytes(query), k, allowed_bytes, self.planner)
+        return SearchResult(np.frombuffer(keys, "<u8"), np.frombuffer(scores, "<f4"), path, shortfall,
+                            candidates if allowed is not None else None)
 
     def append(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self._inner.add(_keys_bytes(keys), _vectors_bytes(vectors), build_threads(0))
@@ -91,3 +111,19 @@ class HnswBackend:
                 raise KeyError(int(key))
             rows.append(np.frombuffer(raw, dtype="<f4"))
         return np.vstack(rows) if rows else np.zeros((0, self.dim), np.float32)
+
+
+def _layers(version_dir: Path) -> tuple[Path, Path | None]:
+    """(graph file, segment file or None) of a version directory."""
+    layers = version_dir / LAYERS_FILE
+    if not layers.is_file():
+        return version_dir / INDEX_FILE, None
+    graph = (version_dir / json.loads(layers.read_text())["graph"]).resolve()
+    return graph, version_dir / SEGMENT_FILE
+
+
+def _write_layers(version_dir: Path, graph: Path) -> None:
+    """Name the graph relative to the version, so the data directory can move."""
+    tmp = version_dir / (LAYERS_FILE + ".tmp")
+    tmp.write_text(json.dumps({"graph": os.path.relpath(graph.resolve(), version_dir.resolve())}))
+    tmp.replace(version_dir / LAYERS_FILE)

@@ -18,7 +18,6 @@ plus one reference swap here) never gives a caller a mix of two versions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import time
@@ -34,7 +33,7 @@ import pyarrow.parquet as pq
 
 from lakehouse import _core
 from lakehouse.errors import InvalidInput, NotFound
-from lakehouse.vectors.backend import SearchResult, VectorBackend, chunk_key
+from lakehouse.vectors.backend import SearchResult, VectorBackend, chunk_keys
 from lakehouse.vectors.embedder import LocalEmbedder, TextEmbedder
 from lakehouse.vectors.hnsw import HnswBackend
 from lakehouse.vectors.jobs import JobRunner
@@ -63,22 +62,52 @@ def _backend_class(name: str) -> type:
 
 @dataclass
 class Chunks:
-    """The chunks of a set of documents, column-wise."""
+    """The chunks of a set of documents: an Arrow table (doc_id, chunk_no, text, key,
+    content_hash) made by the core's `chunk_documents`. Columns become Python objects
+    only where needed (the texts of the rows being embedded, say)."""
 
-    doc_id: np.ndarray  # object (str)
-    chunk_no: np.ndarray  # int32
-    text: list[str]
-    content_hash: np.ndarray  # object (hex str)
-    key: np.ndarray  # uint64
+    table: pa.Table
 
     def __len__(self) -> int:
-        return len(self.key)
+        return self.table.num_rows
+
+    @property
+    def key(self) -> np.ndarray:
+        return self.table["key"].to_numpy().astype(np.uint64, copy=False)
+
+    @property
+    def doc_id(self) -> np.ndarray:
+        return np.array(self.table["doc_id"].to_pylist(), dtype=object)
+
+    @property
+    def text(self) -> list[str]:
+        return self.table["text"].to_pylist()
+
+    @property
+    def content_hash(self) -> np.ndarray:
+        return np.array(self.table["content_hash"].to_pylist(), dtype=object)
 
     def take(self, rows: np.ndarray) -> Chunks:
-        return Chunks(self.doc_id[rows], self.chunk_no[rows], [self.text[i] for i in rows], self.content_hash[rows], self.key[rows])
+        return Chunks(self.table.take(pa.array(np.asarray(rows, dtype=np.int64))))
 
     def chunk_ids(self) -> list[str]:
-        return [f"{d}#{n}" for d, n in zip(self.doc_id, self.chunk_no)]
+        return [f"{d}#{n}" for d, n in zip(self.table["doc_id"].to_pylist(), self.table["chunk_no"].to_pylist())]
+
+
+def changed_rows(current: Chunks, previous: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """(rows of `current` to embed, keys of `previous` to remove): a chunk is embedded
+    again when its key is new or its content hash differs. Vectorised over sorted keys."""
+    cur_keys = current.key
+    prev_keys = previous["key"].to_numpy().astype(np.uint64, copy=False)
+    if not len(prev_keys):
+        return np.arange(len(cur_keys)), prev_keys
+    order = np.argsort(prev_keys)
+    sorted_keys = prev_keys[order]
+    sorted_hashes = np.asarray(previous["content_hash"].to_numpy(zero_copy_only=False), dtype=object)[order]
+    at = np.minimum(np.searchsorted(sorted_keys, cur_keys), len(sorted_keys) - 1)
+    same = (sorted_keys[at] == cur_keys) & (sorted_hashes[at] == current.content_hash)
+    removed = np.setdiff1d(prev_keys, cur_keys).astype(np.uint64)
+    return np.flatnonzero(~same), removed
 
 
 @dataclass
@@ -94,8 +123,9 @@ class LoadedVersion:
     dataset_version: int
 
     def keys_for_docs(self, doc_ids: list[str]) -> np.ndarray:
-        keys = [chunk_key(f"{d}#{n}") for d in doc_ids for n in range(self.chunks_per_doc.get(d, 1))]
-        return np.array(keys, dtype=np.uint64)
+        if not self.chunks_per_doc:  # one chunk per document: the common case, no loop over chunks
+            return chunk_keys([f"{d}#0" for d in doc_ids])
+        return chunk_keys([f"{d}#{n}" for d in doc_ids for n in range(self.chunks_per_doc.get(d, 1))])
 
     def docs_for_keys(self, keys: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self.keys_sorted, keys)
@@ -119,6 +149,9 @@ class VectorIndexes:
         #: taken around every call into the facade; the gateway swaps in its own lock so
         #: long embedding work runs outside it while reads and commits stay serialised
         self.facade_lock: Any = threading.RLock()
+        #: taken instead of `facade_lock` around pure reads of the facade; the gateway sets
+        #: its lock's shared side here so searches read side by side (None: `facade_lock`)
+        self.facade_read_lock: Any = None
         self.jobs = JobRunner()
 
     # ------------------------------------------------------------------ pieces
@@ -166,7 +199,8 @@ class VectorIndexes:
         }
         hnsw.update(definition.get("hnsw", {}))
         planner = {"exact_max_candidates": c.exact_max_candidates, "exact_max_fraction": c.exact_max_fraction}
-        return {"hnsw": hnsw, "planner": planner, "threads": c.build_threads, "mmap": c.mmap, "dim": definition["dim"]}
+        return {"hnsw": hnsw, "planner": planner, "threads": c.build_threads, "mmap": c.mmap, "dim": definition["dim"],
+                "segment_max_rows": c.segment_max_rows}
 
     # ------------------------------------------------------------------ create / refresh
     def create(
@@ -209,7 +243,7 @@ class VectorIndexes:
 
         name = name or dataset
         validate_dataset_name(name)
-        with self.facade_lock:
+        with self.facade_read_lock or self.facade_lock:
             manifest = self._lake.dataset(dataset)
         columns = {c["name"] for c in manifest["columns"]}
         if not text_columns:
@@ -240,12 +274,9 @@ class VectorIndexes:
             current = self._read_chunks(definition)
         previous = None if full or active is None else pq.read_table(self._dir(name) / active["location"] / CHUNKS_FILE)
         if previous is None:
-            todo_rows = np.arange(len(current))
-            removed = np.zeros(0, np.uint64)
+            todo_rows, removed = np.arange(len(current)), np.zeros(0, np.uint64)
         else:
-            known = dict(zip(previous["key"].to_numpy(), previous["content_hash"].to_pylist()))
-            todo_rows = np.array([i for i, (k, h) in enumerate(zip(current.key, current.content_hash)) if known.get(k) != h], dtype=np.int64)
-            removed = np.setdiff1d(previous["key"].to_numpy(), current.key).astype(np.uint64)
+            todo_rows, removed = changed_rows(current, previous)
         todo = current.take(todo_rows)
         vectors = self._embed_with_progress(todo.text, progress)
         embed_seconds = time.perf_counter() - started
@@ -324,28 +355,15 @@ class VectorIndexes:
         if where:
             sql += f" WHERE {where}"
         table = self._lake.sql(sql)
-        doc_ids, chunk_nos, chunk_texts = [], [], []
-        words, overlap = definition["chunk_words"], definition["chunk_overlap"]
-        for doc_id, text in zip(table["doc_id"].to_pylist(), table["text"].to_pylist()):
-            if doc_id is None:
-                continue
-            text = text or ""
-            pieces = [text] if len(text) < 4 * words and text.count(" ") < words else _core.chunk_text(text, words, overlap)
-            for n, piece in enumerate(pieces):
-                doc_ids.append(doc_id)
-                chunk_nos.append(n)
-                chunk_texts.append(piece)
-        keys = np.array([chunk_key(f"{d}#{n}") for d, n in zip(doc_ids, chunk_nos)], dtype=np.uint64)
-        hashes = np.array([hashlib.sha256(t.encode()).hexdigest() for t in chunk_texts], dtype=object)
-        return Chunks(np.array(doc_ids, dtype=object), np.array(chunk_nos, dtype=np.int32), chunk_texts, hashes, keys)
+        doc_ids = table["doc_id"].combine_chunks()
+        batch = _core.chunk_documents(doc_ids, table["text"].combine_chunks(), definition["chunk_words"], definition["chunk_overlap"])
+        chunks = pa.Table.from_batches([batch])
+        doc_id = pc.take(doc_ids.cast(pa.string()), chunks["doc_row"].combine_chunks())
+        return Chunks(chunks.drop_columns(["doc_row"]).add_column(0, "doc_id", doc_id))
 
     def _write_chunks(self, version_dir: Path, chunks: Chunks, dataset_version: int) -> None:
-        table = pa.table({
-            "key": pa.array(chunks.key, pa.uint64()),
-            "doc_id": pa.array(chunks.doc_id.tolist(), pa.string()),
-            "chunk_no": pa.array(chunks.chunk_no, pa.int32()),
-            "content_hash": pa.array(chunks.content_hash.tolist(), pa.string()),
-        }, metadata={"dataset_version": str(dataset_version)})
+        table = chunks.table.select(["key", "doc_id", "chunk_no", "content_hash"]).replace_schema_metadata(
+            {"dataset_version": str(dataset_version)})
         version_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, version_dir / CHUNKS_FILE)
 
@@ -359,12 +377,12 @@ class VectorIndexes:
         dim = definition["dim"]
         flat = pa.array(np.ascontiguousarray(vectors, np.float32).reshape(-1), pa.float32())
         table = pa.table({
-            "doc_id": pa.array(chunks.doc_id.tolist(), pa.string()),
+            "doc_id": chunks.table["doc_id"],
             "chunk_id": pa.array(chunks.chunk_ids(), pa.string()),
-            "chunk_text": pa.array(chunks.text, pa.string()),
+            "chunk_text": chunks.table["text"],
             "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
             "model": pa.array([definition["model_id"]] * len(chunks), pa.string()),
-            "content_hash": pa.array(chunks.content_hash.tolist(), pa.string()),
+            "content_hash": chunks.table["content_hash"],
             "embedded_at": pa.array([datetime.now(timezone.utc)] * len(chunks), pa.timestamp("us", tz="UTC")),
         })
         meta = {"lakehouse.actor": self._lake.actor, "lakehouse.dataset": definition["dataset"], "lakehouse.index": name}
@@ -515,16 +533,16 @@ class VectorIndexes:
     def _unindexed(self, name: str, loaded: LoadedVersion, doc_ids: list[str] | None):
         """(doc ids, vectors) of dataset rows the active version does not hold yet."""
         definition = self.definition(name)
-        with self.facade_lock:
+        with self.facade_read_lock or self.facade_lock:
             manifest = self._lake._catalog.get_live(definition["dataset"]) or {}
         if not manifest.get("embeddings_stale"):
             return None
         cache_key = (name, int(manifest.get("version", 0)))
         if cache_key not in self._pending_cache:
-            with self.facade_lock:
+            with self.facade_read_lock or self.facade_lock:
                 current = self._read_chunks(definition)
-            fresh = np.array([d not in loaded.doc_ids for d in current.doc_id], dtype=bool)
-            rows = np.flatnonzero(fresh)
+            indexed = pa.array(list(loaded.doc_ids), pa.string())
+            rows = np.flatnonzero(~pc.is_in(current.table["doc_id"], value_set=indexed).to_numpy(zero_copy_only=False))
             pending = current.take(rows)
             vectors = self.embedder.embed(pending.text) if len(pending) else np.zeros((0, definition["dim"]), np.float32)
             self._pending_cache[cache_key] = (pending.doc_id, vectors, pending.key)
