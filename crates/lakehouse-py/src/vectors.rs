@@ -152,6 +152,12 @@ impl PyHnswIndex {
         Ok(())
     }
 
+    /// The SIMD kernels the engine uses on this CPU, for diagnostics and benchmarks.
+    #[getter]
+    fn simd(&self) -> String {
+        self.inner.simd()
+    }
+
     #[getter]
     fn segment_rows(&self) -> usize {
         self.segment.len()

@@ -236,6 +236,11 @@ impl HnswIndex {
         self.params
     }
 
+    /// The SIMD kernels usearch dispatched to on this CPU ("serial" means none).
+    pub fn simd(&self) -> String {
+        self.index.hardware_acceleration()
+    }
+
     pub fn contains(&self, key: u64) -> bool {
         self.index.contains(key)
     }
