@@ -2,8 +2,10 @@
 //! embedded twice, across refreshes, indexes and restarts.
 //!
 //! One append-only file per model: fixed-size records `[32-byte key][dim x f32 LE]`.
-//! Appends are fsync'd per batch; a torn record at the tail (a crash mid-append) is cut
-//! off on open, so the file is always a whole number of records.
+//! Appends are written to the OS but not fsync'd: the cache is derived data (a record lost
+//! to a power cut is simply embedded again), and an fsync per search query cost more than
+//! embedding the query. A torn record at the tail (a crash mid-append) is cut off on open,
+//! so the file is always a whole number of records.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -69,7 +71,7 @@ impl EmbeddingCache {
         self.vectors.is_empty()
     }
 
-    /// Store new vectors (row-major, `keys.len() * dim`) durably; already known keys are skipped.
+    /// Store new vectors (row-major, `keys.len() * dim`); already known keys are skipped.
     pub fn insert(&mut self, keys: &[ContentKey], vectors: &[f32]) -> Result<()> {
         let mut buffer = Vec::new();
         for (key, v) in keys.iter().zip(vectors.chunks_exact(self.dim)) {
@@ -82,7 +84,6 @@ impl EmbeddingCache {
         }
         if !buffer.is_empty() {
             self.file.write_all(&buffer).map_err(|e| io_error(&self.path, e))?;
-            self.file.sync_data().map_err(|e| io_error(&self.path, e))?;
         }
         Ok(())
     }
