@@ -12,9 +12,8 @@ use arrow_pyarrow::PyArrowType;
 use pyo3::exceptions::PyValueError;
 
 use lakehouse_shared::LakehouseError;
-use lakehouse_vectord::planner::search as planned_search;
 use lakehouse_vectord::playbook::{BoostQuery, CompactionPolicy, NewPlaybook};
-use lakehouse_vectord::{EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, MiniLmEmbedder, PlannerConfig, PlaybookMemory, Segment};
+use lakehouse_vectord::{EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, LayeredIndex, MiniLmEmbedder, PlannerConfig, PlaybookMemory};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -88,17 +87,7 @@ impl PyEmbedder {
 /// One index version: the saved graph plus the segment a refresh wrote on top of it.
 #[pyclass(name = "HnswIndex", module = "lakehouse._core")]
 pub struct PyHnswIndex {
-    inner: HnswIndex,
-    segment: Segment,
-}
-
-impl PyHnswIndex {
-    fn writable(&self) -> PyResult<()> {
-        if self.segment.is_empty() {
-            return Ok(());
-        }
-        Err(crate::errors::to_py(LakehouseError::invalid("this version has a segment on top of its graph; fold it first")))
-    }
+    inner: LayeredIndex,
 }
 
 #[pymethods]
@@ -107,8 +96,8 @@ impl PyHnswIndex {
     fn build(py: Python<'_>, dim: usize, keys_le: &[u8], vectors_le: &[u8], params: &Bound<'_, PyAny>, threads: usize) -> PyResult<Self> {
         let params: HnswParams = from_py(params)?;
         let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
-        let inner = py.detach(|| HnswIndex::build(dim, params, &keys, &vectors, threads)).py()?;
-        Ok(Self { inner, segment: Segment::empty(dim) })
+        let graph = py.detach(|| HnswIndex::build(dim, params, &keys, &vectors, threads)).py()?;
+        Ok(Self { inner: LayeredIndex::from_graph(graph) })
     }
 
     /// Open a saved graph; `segment` is the file of rows a refresh put on top of it.
@@ -116,91 +105,68 @@ impl PyHnswIndex {
     #[pyo3(signature = (path, mmap, params, segment=None))]
     fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>, segment: Option<PathBuf>) -> PyResult<Self> {
         let params: HnswParams = from_py(params)?;
-        py.detach(|| {
-            let inner = HnswIndex::open(&path, mmap, params)?;
-            let segment = match segment {
-                Some(file) => Segment::open(&file, inner.dim())?,
-                None => Segment::empty(inner.dim()),
-            };
-            Ok::<_, LakehouseError>(Self { inner, segment })
-        })
-        .py()
+        let inner = py.detach(|| LayeredIndex::open(&path, segment.as_deref(), mmap, params)).py()?;
+        Ok(Self { inner })
     }
 
     /// Save the graph (the segment, if any, is saved by `write_segment`).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| self.inner.save(&path)).py()
+        py.detach(|| self.inner.graph().save(&path)).py()
     }
 
-    /// Write this version's segment plus these changes to `path`, leaving this version
-    /// as it is (it may be serving searches). Returns (segment rows, hidden graph keys).
+    /// Write this version's segment plus these changes to `path`; returns (segment rows,
+    /// hidden graph keys).
     fn write_segment(&self, py: Python<'_>, path: PathBuf, keys_le: &[u8], vectors_le: &[u8], removed_le: &[u8]) -> PyResult<(usize, usize)> {
         let (keys, vectors, removed) = (keys(keys_le)?, floats(vectors_le)?, keys(removed_le)?);
-        py.detach(|| {
-            let next = self.segment.changed(|key| self.inner.contains(key), &keys, &vectors, &removed)?;
-            next.save(&path)?;
-            Ok::<_, LakehouseError>((next.len(), next.hidden().len()))
-        })
-        .py()
+        py.detach(|| self.inner.write_segment(&path, &keys, &vectors, &removed)).py()
     }
 
     /// Merge the segment into the graph (the graph must be opened loaded, not mapped).
     fn fold_segment(&mut self, py: Python<'_>, threads: usize) -> PyResult<()> {
-        let (inner, segment) = (&self.inner, &self.segment);
-        py.detach(|| inner.fold(segment, threads)).py()?;
-        self.segment = Segment::empty(self.inner.dim());
-        Ok(())
+        let inner = &mut self.inner;
+        py.detach(|| inner.fold_segment(threads)).py()
+    }
+
+    #[getter]
+    fn segment_rows(&self) -> usize {
+        self.inner.segment_rows()
     }
 
     /// The SIMD kernels the engine uses on this CPU, for diagnostics and benchmarks.
     #[getter]
     fn simd(&self) -> String {
-        self.inner.simd()
-    }
-
-    #[getter]
-    fn segment_rows(&self) -> usize {
-        self.segment.len()
+        self.inner.graph().simd()
     }
 
     fn add(&self, py: Python<'_>, keys_le: &[u8], vectors_le: &[u8], threads: usize) -> PyResult<()> {
-        self.writable()?;
         let (keys, vectors) = (keys(keys_le)?, floats(vectors_le)?);
         py.detach(|| self.inner.add(&keys, &vectors, threads)).py()
     }
 
     fn remove(&self, py: Python<'_>, keys_le: &[u8]) -> PyResult<usize> {
-        self.writable()?;
         let keys = keys(keys_le)?;
         py.detach(|| self.inner.remove(&keys)).py()
     }
 
-    /// Searchable vectors: graph rows not hidden, plus segment rows.
     fn __len__(&self) -> usize {
-        self.inner.len().saturating_sub(self.segment.hidden().len()) + self.segment.len()
+        self.inner.len()
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.inner.dim()
+        self.inner.graph().dim()
     }
 
     #[getter]
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.params())
+        to_py(py, &self.inner.graph().params())
     }
 
     fn contains(&self, key: u64) -> bool {
-        self.segment.vector(key).is_some() || (self.inner.contains(key) && !self.segment.hidden().contains(&key))
+        self.inner.contains(key)
     }
 
     fn vector<'py>(&self, py: Python<'py>, key: u64) -> Option<Bound<'py, PyBytes>> {
-        if let Some(row) = self.segment.vector(key) {
-            return Some(float_bytes(py, row));
-        }
-        if self.segment.hidden().contains(&key) {
-            return None;
-        }
         self.inner.vector(key).map(|v| float_bytes(py, &v))
     }
 
@@ -221,7 +187,7 @@ impl PyHnswIndex {
             Some(p) if !p.is_none() => from_py(p)?,
             _ => PlannerConfig::default(),
         };
-        let planned = py.detach(|| planned_search(&self.inner, &self.segment, &query, k, allowed.as_deref(), &config)).py()?;
+        let planned = py.detach(|| self.inner.search(&query, k, allowed.as_deref(), &config)).py()?;
         let keys: Vec<u8> = planned.hits.iter().flat_map(|(key, _)| key.to_le_bytes()).collect();
         let scores: Vec<f32> = planned.hits.iter().map(|(_, score)| *score).collect();
         Ok((PyBytes::new(py, &keys), float_bytes(py, &scores), planned.path.as_str(), planned.candidates, planned.shortfall))
@@ -270,12 +236,6 @@ impl PyIndexRegistry {
         let promotion = self.inner.lock().expect("registry lock").rollback(actor).py()?;
         to_py(py, &promotion)
     }
-}
-
-/// Overlapping word windows of a long text (chunk `n` of a document is `<doc_id>#<n>`).
-#[pyfunction]
-pub fn chunk_text(text: &str, max_words: usize, overlap: usize) -> Vec<String> {
-    lakehouse_vectord::chunk::chunk_words(text, max_words, overlap)
 }
 
 /// Stable keys of chunk ids, as uint64 little-endian bytes.

@@ -257,7 +257,7 @@ impl HnswIndex {
     /// Approximate top-`k` by graph traversal; `beam` widens the search beyond ef_search.
     /// Returns (key, cosine similarity), best first.
     pub fn search(&self, query: &[f32], k: usize, beam: usize) -> Result<Vec<(u64, f32)>> {
-        let query = &self.unit_query(query)?;
+        self.check_query(query)?;
         let _slot = self.slots.acquire();
         let matches = self.index.search(query, k.max(beam)).map_err(|e| engine_error("search", e))?;
         Ok(to_hits(matches, k))
@@ -265,7 +265,7 @@ impl HnswIndex {
 
     /// Approximate top-`k` among keys accepted by `allowed`, checked during traversal.
     pub fn filtered_search(&self, query: &[f32], k: usize, beam: usize, allowed: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
-        let query = &self.unit_query(query)?;
+        self.check_query(query)?;
         let _slot = self.slots.acquire();
         let matches = self
             .index
@@ -276,7 +276,7 @@ impl HnswIndex {
 
     /// Exact top-`k` over the whole index (brute force inside usearch).
     pub fn exact_all(&self, query: &[f32], k: usize) -> Result<Vec<(u64, f32)>> {
-        let query = &self.unit_query(query)?;
+        self.check_query(query)?;
         let _slot = self.slots.acquire();
         let matches = self.index.exact_search(query, k).map_err(|e| engine_error("exact search", e))?;
         Ok(to_hits(matches, k))
@@ -284,7 +284,7 @@ impl HnswIndex {
 
     /// Exact top-`k` among `candidates` (keys absent from the index are skipped).
     pub fn exact_among(&self, query: &[f32], k: usize, candidates: impl Iterator<Item = u64>) -> Result<Vec<(u64, f32)>> {
-        let query = &self.unit_query(query)?;
+        self.check_query(query)?;
         let mut buffer = vec![0f32; self.dim];
         let mut top = TopK::new(k);
         for key in candidates {
@@ -296,13 +296,19 @@ impl HnswIndex {
     }
 
     /// The query at unit length (the stored vectors are), after checking its dimension.
+    /// The search methods below take a unit query: the planner normalises it once.
     pub fn unit_query(&self, query: &[f32]) -> Result<Vec<f32>> {
-        if query.len() != self.dim {
-            return Err(LakehouseError::invalid(format!("query has {} dimensions, the index {}", query.len(), self.dim)));
-        }
+        self.check_query(query)?;
         let mut query = query.to_vec();
         crate::normalize(&mut query);
         Ok(query)
+    }
+
+    fn check_query(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dim {
+            return Err(LakehouseError::invalid(format!("query has {} dimensions, the index {}", query.len(), self.dim)));
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`cache`]: the (model, content hash) -> vector cache, so text is never embedded twice.
 //! - [`chunk`]: splitting long texts into overlapping chunks with stable ids.
 //! - [`hnsw`]: one usearch HNSW index version (build in parallel, save, memory-map).
+//! - [`layered`]: one index version as callers see it: graph + segment.
 //! - [`segment`]: the small exact layer a refresh writes instead of re-saving the graph.
 //! - [`planner`]: exact scan vs filtered HNSW by selectivity; always k results or a shortfall.
 //! - [`registry`]: index versions and the atomically flipped active pointer.
@@ -15,6 +16,7 @@ pub mod chunk;
 pub mod embed;
 pub mod encoder;
 pub mod hnsw;
+pub mod layered;
 pub mod planner;
 pub mod playbook;
 pub mod registry;
@@ -23,6 +25,7 @@ pub mod segment;
 pub use cache::{EmbedStats, EmbeddingCache};
 pub use embed::MiniLmEmbedder;
 pub use hnsw::{HnswIndex, HnswParams, Quantization};
+pub use layered::LayeredIndex;
 pub use planner::{PlannedSearch, PlannerConfig, SearchPath};
 pub use playbook::PlaybookMemory;
 pub use registry::{IndexRegistry, IndexVersion};

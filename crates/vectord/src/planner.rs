@@ -144,10 +144,16 @@ mod tests {
         scored.into_iter().take(k).map(|(key, _)| key).collect()
     }
 
+    /// Enough queries that recall is measured over at least this many results.
+    const RESULTS_PER_CASE: usize = 400;
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(12))]
         /// At every selectivity the planner returns min(k, eligible) keys, all eligible,
-        /// and agrees with exact search on at least 99% of them.
+        /// and its recall against exact search, over a batch of queries, is at least 0.99.
+        /// (Recall is a property of many queries: one query of an approximate search may
+        /// miss two of 22 and still be a 0.99-recall index, and the two-thread build makes
+        /// the graph differ run to run.)
         #[test]
         fn planned_search_matches_exact_search_at_any_selectivity(
             seed in 0u64..1000,
@@ -157,19 +163,26 @@ mod tests {
             let (n, dim) = (4000usize, 24usize);
             let vectors = unit_vectors(n, dim, seed);
             let keys: Vec<u64> = (0..n as u64).collect();
-            let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
+            // ef_search well above k (up to 29 here): at the default 64, uniform random
+            // vectors sit right at 0.99 and the property would test usearch's luck, not the planner.
+            let params = HnswParams { ef_search: 128, ..HnswParams::default() };
+            let index = HnswIndex::build(dim, params, &keys, &vectors, 2).unwrap();
             let allowed: HashSet<u64> = keys.iter().copied().filter(|k| (k.wrapping_mul(2654435761) % 1000) < per_mille).collect();
             // A small exact threshold so the filtered traversal path is exercised too.
             let config = PlannerConfig { exact_max_candidates: 50, exact_max_fraction: 0.0, max_beam_factor: 8 };
-            let query = &unit_vectors(1, dim, seed + 7)[..];
             let allowed_keys: Vec<u64> = allowed.iter().copied().collect();
-            let planned = search(&index, &Segment::empty(dim), query, k, Some(&allowed_keys), &config).unwrap();
-            prop_assert_eq!(planned.hits.len(), k.min(allowed.len()));
-            prop_assert_eq!(planned.shortfall, k - planned.hits.len());
-            prop_assert!(planned.hits.iter().all(|(key, _)| allowed.contains(key)));
-            let truth: HashSet<u64> = exact_top(&vectors, dim, query, k, &allowed).into_iter().collect();
-            let agree = planned.hits.iter().filter(|(key, _)| truth.contains(key)).count();
-            prop_assert!(agree as f64 >= 0.99 * planned.hits.len() as f64 - 1.0, "recall {agree}/{}", planned.hits.len());
+            let queries = unit_vectors((RESULTS_PER_CASE / k).max(20), dim, seed + 7);
+            let (mut agree, mut returned) = (0, 0);
+            for query in queries.chunks_exact(dim) {
+                let planned = search(&index, &Segment::empty(dim), query, k, Some(&allowed_keys), &config).unwrap();
+                prop_assert_eq!(planned.hits.len(), k.min(allowed.len()));
+                prop_assert_eq!(planned.shortfall, k - planned.hits.len());
+                prop_assert!(planned.hits.iter().all(|(key, _)| allowed.contains(key)));
+                let truth: HashSet<u64> = exact_top(&vectors, dim, query, k, &allowed).into_iter().collect();
+                agree += planned.hits.iter().filter(|(key, _)| truth.contains(key)).count();
+                returned += planned.hits.len();
+            }
+            prop_assert!(agree as f64 >= 0.99 * returned as f64, "recall {agree}/{returned}");
         }
     }
 
