@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lakehouse.errors import InvalidInput
 from lakehouse.vectors.embedder import LocalEmbedder
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text())
@@ -18,14 +19,23 @@ def embedder(tmp_path_factory) -> LocalEmbedder:
     return LocalEmbedder(cache_dir=tmp_path_factory.mktemp("cache"))
 
 
-def test_vectors_match_the_sentence_transformers_reference(embedder: LocalEmbedder):
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_vectors_match_the_sentence_transformers_reference(precision: str):
     """Reference made by sentence-transformers from the same model files
-    (tests/fixtures/make_minilm_reference.py); includes a text past the 256-token limit."""
-    ours = embedder.embed(REFERENCE["texts"])
+    (tests/fixtures/make_minilm_reference.py); includes a text past the 256-token limit.
+    `auto` is bf16 on CPUs with AVX512-BF16: it must meet the same bar."""
+    ours = LocalEmbedder(precision=precision).embed(REFERENCE["texts"])
     reference = np.array(REFERENCE["vectors"], dtype=np.float32)
     cosines = (ours * reference).sum(axis=1)
     assert ours.shape == (len(REFERENCE["texts"]), 384)
     assert cosines.min() >= 0.99, dict(zip(REFERENCE["texts"], cosines.round(5)))
+
+
+def test_the_precision_in_use_is_reported_and_a_bad_one_is_refused():
+    assert LocalEmbedder(precision="f32").precision == "f32"
+    assert LocalEmbedder(precision="auto").precision in ("f32", "bf16")
+    with pytest.raises(InvalidInput, match="auto, f32 or bf16"):
+        LocalEmbedder(precision="fp8")
 
 
 def test_batches_and_single_texts_give_the_same_vectors(embedder: LocalEmbedder):

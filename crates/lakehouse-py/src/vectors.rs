@@ -13,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 
 use lakehouse_shared::LakehouseError;
 use lakehouse_vectord::playbook::{BoostQuery, CompactionPolicy, NewPlaybook};
-use lakehouse_vectord::{EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, LayeredIndex, MiniLmEmbedder, PlannerConfig, PlaybookMemory};
+use lakehouse_vectord::{CachedEmbedder, EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, LayeredIndex, MiniLmEmbedder, PlannerConfig, PlaybookMemory, Precision};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -41,32 +41,39 @@ fn float_bytes<'py>(py: Python<'py>, values: &[f32]) -> Bound<'py, PyBytes> {
 
 #[pyclass(name = "Embedder", module = "lakehouse._core")]
 pub struct PyEmbedder {
-    model: MiniLmEmbedder,
-    cache: Option<Mutex<EmbeddingCache>>,
+    inner: CachedEmbedder,
 }
 
 #[pymethods]
 impl PyEmbedder {
     /// Load the model from `model_dir`; with `cache_dir`, texts are never embedded twice.
+    /// `precision`: "auto" (bf16 where the CPU has AVX512-BF16), "f32" or "bf16".
     #[new]
-    #[pyo3(signature = (model_dir, model_id, cache_dir=None))]
-    fn new(py: Python<'_>, model_dir: PathBuf, model_id: String, cache_dir: Option<PathBuf>) -> PyResult<Self> {
+    #[pyo3(signature = (model_dir, model_id, cache_dir=None, precision="auto"))]
+    fn new(py: Python<'_>, model_dir: PathBuf, model_id: String, cache_dir: Option<PathBuf>, precision: &str) -> PyResult<Self> {
+        let precision: Precision = precision.parse().map_err(|e: String| crate::errors::to_py(LakehouseError::invalid(e)))?;
         py.detach(|| {
-            let model = MiniLmEmbedder::load(&model_dir, &model_id)?;
+            let model = MiniLmEmbedder::load(&model_dir, &model_id, precision)?;
             let cache = cache_dir.map(|dir| EmbeddingCache::open(&dir, &model_id, model.dim())).transpose()?;
-            Ok::<_, LakehouseError>(Self { model, cache: cache.map(Mutex::new) })
+            Ok::<_, LakehouseError>(Self { inner: CachedEmbedder::new(model, cache) })
         })
         .py()
     }
 
     #[getter]
     fn dim(&self) -> usize {
-        self.model.dim()
+        self.inner.model().dim()
     }
 
     #[getter]
     fn model_id(&self) -> &str {
-        self.model.model_id()
+        self.inner.model().model_id()
+    }
+
+    /// The arithmetic the encoder runs: "f32" or "bf16".
+    #[getter]
+    fn precision(&self) -> &'static str {
+        self.inner.model().precision().as_str()
     }
 
     /// Returns (float32 bytes of len(texts) x dim, stats dict).
@@ -74,10 +81,7 @@ impl PyEmbedder {
         let (vectors, stats) = py
             .detach(|| {
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                match &self.cache {
-                    Some(cache) => cache.lock().expect("embedding cache lock").embed_through(&self.model, &refs),
-                    None => self.model.embed(&refs).map(|v| (v, lakehouse_vectord::EmbedStats { texts: refs.len(), cache_hits: 0, embedded: refs.len() })),
-                }
+                self.inner.embed(&refs)
             })
             .py()?;
         Ok((float_bytes(py, &vectors), to_py(py, &stats)?))
@@ -307,10 +311,13 @@ impl PyPlaybookMemory {
         self.inner.lock().expect("playbook lock").mark_failed(city, state, worker_id, name).py()
     }
 
-    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}.
-    fn boost<'py>(&self, py: Python<'py>, query_le: &[u8], request: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}. The candidate ids
+    /// come as a list of str beside the request (they can be many; no JSON round trip).
+    #[pyo3(signature = (query_le, request, candidates=None))]
+    fn boost<'py>(&self, py: Python<'py>, query_le: &[u8], request: &Bound<'py, PyAny>, candidates: Option<Vec<String>>) -> PyResult<Bound<'py, PyAny>> {
         let query = floats(query_le)?;
-        let request: BoostQuery = from_py(request)?;
+        let mut request: BoostQuery = from_py(request)?;
+        request.candidates = candidates.or(request.candidates);
         let result = py.detach(|| self.inner.lock().expect("playbook lock").boost(&query, &request)).py()?;
         to_py(py, &result)
     }
@@ -354,14 +361,13 @@ impl PyPlaybookMemory {
 #[pyclass(name = "EmbeddingCache", module = "lakehouse._core")]
 pub struct PyEmbeddingCache {
     inner: Mutex<EmbeddingCache>,
-    dim: usize,
 }
 
 #[pymethods]
 impl PyEmbeddingCache {
     #[new]
     fn new(dir: PathBuf, model_id: &str, dim: usize) -> PyResult<Self> {
-        Ok(Self { inner: Mutex::new(EmbeddingCache::open(&dir, model_id, dim).py()?), dim })
+        Ok(Self { inner: Mutex::new(EmbeddingCache::open(&dir, model_id, dim).py()?) })
     }
 
     fn __len__(&self) -> usize {
@@ -370,29 +376,17 @@ impl PyEmbeddingCache {
 
     /// (float32 bytes of len(texts) x dim with zeros where missing, hit flags).
     fn lookup<'py>(&self, py: Python<'py>, texts: Vec<String>) -> (Bound<'py, PyBytes>, Vec<bool>) {
-        let cache = self.inner.lock().expect("embedding cache lock");
-        let mut out = vec![0f32; texts.len() * self.dim];
-        let mut hits = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            let found = cache.get(&cache.key(text));
-            if let Some(v) = found {
-                out[i * self.dim..(i + 1) * self.dim].copy_from_slice(v);
-            }
-            hits.push(found.is_some());
-        }
-        (float_bytes(py, &out), hits)
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vectors, hits) = self.inner.lock().expect("embedding cache lock").lookup(&refs);
+        (float_bytes(py, &vectors), hits)
     }
 
     /// Store vectors (len(texts) x dim float32 bytes) durably; known texts are skipped.
     fn insert(&self, py: Python<'_>, texts: Vec<String>, vectors_le: &[u8]) -> PyResult<()> {
         let vectors = floats(vectors_le)?;
-        if vectors.len() != texts.len() * self.dim {
-            return Err(crate::errors::to_py(LakehouseError::invalid("vectors do not match the texts and the dimension")));
-        }
         py.detach(|| {
-            let mut cache = self.inner.lock().expect("embedding cache lock");
-            let keys: Vec<_> = texts.iter().map(|t| cache.key(t)).collect();
-            cache.insert(&keys, &vectors)
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.inner.lock().expect("embedding cache lock").insert_texts(&refs, &vectors)
         })
         .py()
     }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use lakehouse_shared::{LakehouseError, Result};
 use sha2::{Digest, Sha256};
@@ -125,7 +126,7 @@ mod tests {
     }
 }
 
-/// What one `embed_through` call did: how many texts came from the cache.
+/// What one [`CachedEmbedder::embed`] call did: how many texts came from the cache.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct EmbedStats {
     pub texts: usize,
@@ -134,25 +135,85 @@ pub struct EmbedStats {
 }
 
 impl EmbeddingCache {
+    /// Vectors for `texts` (row-major, zeros where missing) and which ones were found.
+    pub fn lookup(&self, texts: &[&str]) -> (Vec<f32>, Vec<bool>) {
+        let mut out = vec![0f32; texts.len() * self.dim];
+        let mut hits = Vec::with_capacity(texts.len());
+        for (text, slot) in texts.iter().zip(out.chunks_exact_mut(self.dim)) {
+            let found = self.get(&self.key(text));
+            if let Some(v) = found {
+                slot.copy_from_slice(v);
+            }
+            hits.push(found.is_some());
+        }
+        (out, hits)
+    }
+
+    /// Store the vectors of `texts` (row-major); known texts are skipped.
+    pub fn insert_texts(&mut self, texts: &[&str], vectors: &[f32]) -> Result<()> {
+        if vectors.len() != texts.len() * self.dim {
+            return Err(LakehouseError::invalid("vectors do not match the texts and the dimension"));
+        }
+        let keys: Vec<ContentKey> = texts.iter().map(|t| self.key(t)).collect();
+        self.insert(&keys, vectors)
+    }
+}
+
+/// The model behind its cache, shared between threads. The cache lock is held to look
+/// texts up and to store new vectors, never while the model runs: a query whose text is
+/// cached is not queued behind another being embedded, and two misses embed in parallel.
+pub struct CachedEmbedder {
+    model: crate::MiniLmEmbedder,
+    cache: Option<Mutex<EmbeddingCache>>,
+}
+
+impl CachedEmbedder {
+    pub fn new(model: crate::MiniLmEmbedder, cache: Option<EmbeddingCache>) -> Self {
+        Self { model, cache: cache.map(Mutex::new) }
+    }
+
+    pub fn model(&self) -> &crate::MiniLmEmbedder {
+        &self.model
+    }
+
     /// Vectors for `texts` (row-major): cached ones are copied, the rest embedded once
     /// (duplicates within the call included) and stored before returning.
-    pub fn embed_through(&mut self, model: &crate::MiniLmEmbedder, texts: &[&str]) -> Result<(Vec<f32>, EmbedStats)> {
-        let keys: Vec<ContentKey> = texts.iter().map(|t| self.key(t)).collect();
+    pub fn embed(&self, texts: &[&str]) -> Result<(Vec<f32>, EmbedStats)> {
+        let Some(cache) = &self.cache else {
+            let vectors = self.model.embed(texts)?;
+            return Ok((vectors, EmbedStats { texts: texts.len(), cache_hits: 0, embedded: texts.len() }));
+        };
+        let dim = self.model.dim();
+        let keys: Vec<ContentKey> = texts.iter().map(|t| content_key(self.model.model_id(), t)).collect();
+        let mut out = vec![0f32; texts.len() * dim];
+        // Which rows to embed: the first occurrence of each text the cache lacks.
         let mut missing: Vec<usize> = Vec::new();
         let mut first_of: HashMap<ContentKey, usize> = HashMap::new();
-        for (i, key) in keys.iter().enumerate() {
-            if self.get(key).is_none() && !first_of.contains_key(key) {
-                first_of.insert(*key, i);
-                missing.push(i);
+        let mut copies: Vec<(usize, usize)> = Vec::new(); // (row, row whose vector it repeats)
+        {
+            let cache = cache.lock().expect("embedding cache lock");
+            for (i, key) in keys.iter().enumerate() {
+                if let Some(v) = cache.get(key) {
+                    out[i * dim..(i + 1) * dim].copy_from_slice(v);
+                } else if let Some(&first) = first_of.get(key) {
+                    copies.push((i, first));
+                } else {
+                    first_of.insert(*key, i);
+                    missing.push(i);
+                }
             }
         }
-        let fresh_texts: Vec<&str> = missing.iter().map(|&i| texts[i]).collect();
-        let fresh = if fresh_texts.is_empty() { Vec::new() } else { model.embed(&fresh_texts)? };
-        let fresh_keys: Vec<ContentKey> = missing.iter().map(|&i| keys[i]).collect();
-        self.insert(&fresh_keys, &fresh)?;
-        let mut out = Vec::with_capacity(texts.len() * self.dim);
-        for key in &keys {
-            out.extend_from_slice(self.get(key).expect("every key is cached by now"));
+        if !missing.is_empty() {
+            let fresh_texts: Vec<&str> = missing.iter().map(|&i| texts[i]).collect();
+            let fresh = self.model.embed(&fresh_texts)?;
+            for (&i, v) in missing.iter().zip(fresh.chunks_exact(dim)) {
+                out[i * dim..(i + 1) * dim].copy_from_slice(v);
+            }
+            for &(i, first) in &copies {
+                out.copy_within(first * dim..(first + 1) * dim, i * dim);
+            }
+            let fresh_keys: Vec<ContentKey> = missing.iter().map(|&i| keys[i]).collect();
+            cache.lock().expect("embedding cache lock").insert(&fresh_keys, &fresh)?;
         }
         let stats = EmbedStats { texts: texts.len(), cache_hits: texts.len() - missing.len(), embedded: missing.len() };
         Ok((out, stats))

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use lakehouse_shared::{LakehouseError, Result};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::encoder::{Encoder, EncoderConfig};
+use crate::encoder::{Encoder, EncoderConfig, Precision};
 
 /// The model's own limit (`sentence_bert_config.json`: max_seq_length 256); longer texts
 /// are chunked by the caller before they get here.
@@ -32,7 +32,7 @@ fn model_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
 
 impl MiniLmEmbedder {
     /// Load `config.json`, `tokenizer.json` and `model.safetensors` from `model_dir`.
-    pub fn load(model_dir: &Path, model_id: &str) -> Result<Self> {
+    pub fn load(model_dir: &Path, model_id: &str, precision: Precision) -> Result<Self> {
         let read = |name: &str| {
             std::fs::read(model_dir.join(name)).map_err(|e| {
                 LakehouseError::NotFound(format!("embedding model file {} missing: {e}", model_dir.join(name).display()))
@@ -50,7 +50,7 @@ impl MiniLmEmbedder {
         // SAFETY: the weights file is memory-mapped read-only and not modified while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
             .map_err(|e| model_error("model.safetensors", e))?;
-        let encoder = Encoder::load(vb, &config).map_err(|e| model_error("weights", e))?;
+        let encoder = Encoder::load(vb, &config, precision).map_err(|e| model_error("weights", e))?;
         Ok(Self { dim: encoder.hidden_size(), encoder, tokenizer, model_id: model_id.to_string() })
     }
 
@@ -60,6 +60,11 @@ impl MiniLmEmbedder {
 
     pub fn model_id(&self) -> &str {
         &self.model_id
+    }
+
+    /// The arithmetic the encoder runs (`F32` or `Bf16`, never `Auto`).
+    pub fn precision(&self) -> Precision {
+        self.encoder.precision()
     }
 
     /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
@@ -103,7 +108,7 @@ mod tests {
     }
 
     fn embedder() -> MiniLmEmbedder {
-        MiniLmEmbedder::load(&model_dir(), "all-MiniLM-L6-v2").expect("model loads")
+        MiniLmEmbedder::load(&model_dir(), "all-MiniLM-L6-v2", Precision::Auto).expect("model loads")
     }
 
     #[test]
@@ -124,12 +129,44 @@ mod tests {
     fn the_cache_embeds_each_distinct_text_once() {
         let model = embedder();
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
-        let (first, stats) = cache.embed_through(&model, &["welder", "welder", "electrician"]).unwrap();
+        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
+        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        let (first, stats) = cached.embed(&["welder", "welder", "electrician"]).unwrap();
         assert_eq!((stats.cache_hits, stats.embedded), (1, 2));
-        let (second, stats) = cache.embed_through(&model, &["electrician", "welder"]).unwrap();
+        assert_eq!(&first[..384], &first[384..768], "a repeat within the call gets the same vector");
+        let (second, stats) = cached.embed(&["electrician", "welder"]).unwrap();
         assert_eq!((stats.cache_hits, stats.embedded), (2, 0));
         assert_eq!(&second[..384], &first[768..]);
+    }
+
+    #[test]
+    fn threads_sharing_the_cached_embedder_get_the_single_thread_answers() {
+        let model = embedder();
+        let alone = model.embed(&["forklift driver", "line cook"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
+        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4).map(|_| scope.spawn(|| cached.embed(&["forklift driver", "line cook"]).unwrap().0)).collect();
+            for run in runs {
+                let got = run.join().unwrap();
+                assert!(crate::dot(&got[..384], &alone[..384]) > 0.9999 && crate::dot(&got[384..], &alone[384..]) > 0.9999);
+            }
+        });
+    }
+
+    #[test]
+    fn bf16_products_move_sentence_vectors_by_less_than_a_thousandth() {
+        if !crate::bf16::available() {
+            return; // nothing to compare on this CPU: Auto runs f32
+        }
+        let texts = ["certified forklift operator, OSHA-10, night shifts", "pastry chef", "a", &"welding ".repeat(200)];
+        let exact = MiniLmEmbedder::load(&model_dir(), "m", Precision::F32).unwrap().embed(&texts).unwrap();
+        let fast = MiniLmEmbedder::load(&model_dir(), "m", Precision::Bf16).unwrap().embed(&texts).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &fast[i * 384..(i + 1) * 384]);
+            assert!(cosine > 0.999, "{text:.20}: cosine {cosine}");
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use gemm::Parallelism;
+
+use crate::bf16::PackedWeights;
 use rayon::prelude::*;
 
 /// Token rows per parallel task in the row-wise kernels (LayerNorm).
@@ -44,9 +46,57 @@ fn default_activation() -> String {
     "gelu".into()
 }
 
-/// y = x · Wᵀ + b, W stored (out, in) as PyTorch writes it.
+/// The arithmetic of the matrix products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 where the CPU has AVX512-BF16, f32 elsewhere.
+    #[default]
+    Auto,
+    /// f32 throughout (bit-for-bit the reference arithmetic, half the speed).
+    F32,
+    /// bf16 products with f32 sums ([`crate::bf16`]); refused on a CPU without AVX512-BF16.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("unknown embedding precision {other:?}: use auto, f32 or bf16")),
+        }
+    }
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    /// What `self` means on this CPU (never `Auto`).
+    pub fn resolve(self) -> candle_core::Result<Self> {
+        match self {
+            Self::Auto if crate::bf16::available() => Ok(Self::Bf16),
+            Self::Auto => Ok(Self::F32),
+            Self::Bf16 if !crate::bf16::available() => candle_core::bail!("bf16 precision needs a CPU with AVX512-BF16"),
+            other => Ok(other),
+        }
+    }
+}
+
+/// y = x · Wᵀ + b, W stored (out, in) as PyTorch writes it; with bf16 precision the
+/// weights are also kept packed for [`crate::bf16`] (and the f32 copy dropped).
 struct Dense {
     weight: Vec<f32>,
+    packed: Option<PackedWeights>,
     bias: Vec<f32>,
     input: usize,
     output: usize,
@@ -68,6 +118,7 @@ struct Layer {
 
 pub struct Encoder {
     config: EncoderConfig,
+    precision: Precision,
     word: Vec<f32>,
     position: Vec<f32>,
     token_type: Vec<f32>,
@@ -81,7 +132,18 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
 
 impl Dense {
     fn load(vb: VarBuilder, input: usize, output: usize) -> candle_core::Result<Self> {
-        Ok(Self { weight: flat(vb.get((output, input), "weight")?)?, bias: flat(vb.get(output, "bias")?)?, input, output })
+        Ok(Self { weight: flat(vb.get((output, input), "weight")?)?, packed: None, bias: flat(vb.get(output, "bias")?)?, input, output })
+    }
+
+    /// Switch to the bf16 path when asked and the shape allows it.
+    fn with_precision(mut self, precision: Precision) -> Self {
+        if precision == Precision::Bf16 {
+            self.packed = PackedWeights::pack(&self.weight, self.input, self.output);
+            if self.packed.is_some() {
+                self.weight = Vec::new();
+            }
+        }
+        self
     }
 
     /// Q, K and V stacked into one (3·out, in) product.
@@ -89,7 +151,7 @@ impl Dense {
         let (input, output) = (parts[0].input, parts.iter().map(|p| p.output).sum());
         let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
         let bias = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
-        Self { weight, bias, input, output }
+        Self { weight, packed: None, bias, input, output }
     }
 
     /// `rows` x `output`, from `x` (`rows` x `input`, row-major).
@@ -97,6 +159,10 @@ impl Dense {
         let mut out: Vec<f32> = Vec::with_capacity(rows * self.output);
         for _ in 0..rows {
             out.extend_from_slice(&self.bias);
+        }
+        if let Some(packed) = &self.packed {
+            packed.multiply_add(x, rows, &mut out);
+            return out;
         }
         let threads = candle_core::utils::get_num_threads();
         let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
@@ -188,10 +254,12 @@ fn erf(x: f32) -> f32 {
 }
 
 impl Encoder {
-    pub fn load(vb: VarBuilder, config: &EncoderConfig) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, config: &EncoderConfig, precision: Precision) -> candle_core::Result<Self> {
         if config.hidden_act != "gelu" {
             candle_core::bail!("activation {:?} is not supported (only gelu)", config.hidden_act);
         }
+        let precision = precision.resolve()?;
+        let dense = |vb: VarBuilder, input, output| Dense::load(vb, input, output).map(|d| d.with_precision(precision));
         let (hidden, inter) = (config.hidden_size, config.intermediate_size);
         let emb = vb.pp("embeddings");
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -204,11 +272,12 @@ impl Encoder {
                     Dense::load(own.pp("query"), hidden, hidden)?,
                     Dense::load(own.pp("key"), hidden, hidden)?,
                     Dense::load(own.pp("value"), hidden, hidden)?,
-                ]),
-                attention_out: Dense::load(attention.pp("output").pp("dense"), hidden, hidden)?,
+                ])
+                .with_precision(precision),
+                attention_out: dense(attention.pp("output").pp("dense"), hidden, hidden)?,
                 attention_norm: Norm::load(attention.pp("output").pp("LayerNorm"), hidden)?,
-                intermediate: Dense::load(layer.pp("intermediate").pp("dense"), hidden, inter)?,
-                output: Dense::load(layer.pp("output").pp("dense"), inter, hidden)?,
+                intermediate: dense(layer.pp("intermediate").pp("dense"), hidden, inter)?,
+                output: dense(layer.pp("output").pp("dense"), inter, hidden)?,
                 output_norm: Norm::load(layer.pp("output").pp("LayerNorm"), hidden)?,
             });
         }
@@ -219,7 +288,13 @@ impl Encoder {
             embedding_norm: Norm::load(emb.pp("LayerNorm"), hidden)?,
             layers,
             config: config.clone(),
+            precision,
         })
+    }
+
+    /// The arithmetic in use (resolved: `F32` or `Bf16`).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -21,6 +21,8 @@ log = logging.getLogger("lakehouse.hybrid")
 
 #: semantic candidates ranked before the boost is applied, as a multiple of k
 RERANK_DEPTH = 4
+#: playbook citations shown per worker (the strongest; the reason line gives the total)
+MAX_CITATIONS = 5
 DETAIL_COLUMNS = ("name", "role", "city", "state", "reliability", "availability", "certifications", "skills", "pay_rate", "archetype", "years_experience")
 #: equality filters on a column with at most this many distinct values are rewritten from
 #: `lower(col) = lower(v)` (which lowercases every row) to `col IN (<its spellings>)`
@@ -222,9 +224,8 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     if q.use_playbook_memory:
         memory = lake.playbooks
         result = memory.boost(vector, city=q.city, state=q.state, role=q.role, k=q.playbook_memory_k,
-                              candidates=doc_ids if doc_ids is not None else None, today=q.today)
-        pool = set(doc_ids) if doc_ids is not None else None
-        boosts = {w["worker_id"]: w for w in result["workers"] if pool is None or w["worker_id"] in pool}
+                              candidates=doc_ids, candidates_only=True, max_citations=MAX_CITATIONS, today=q.today)
+        boosts = {w["worker_id"]: w for w in result["workers"]}
         boost_line, diagnostics = result["line"], result["diagnostics"]
         log.info(boost_line)
         missing = [w for w in boosts if w not in scores]
@@ -282,10 +283,10 @@ def _source(worker_id: str, semantic: float, boost: dict[str, Any] | None, field
     if boost:
         top = boost["citations"][0]
         reasons.append(
-            f"+{value:.3f} playbook boost from {len(boost['citations'])} past fill(s), strongest: "
+            f"+{value:.3f} playbook boost from {boost['citations_total']} past fill(s), strongest: "
             f"\u201c{top['operation']}\u201d on {top['date']}" + (" (same role and place)" if top["exact_match"] else "")
         )
-        citations = boost["citations"][:5]
+        citations = boost["citations"]
         if boost["failures"]:
             reasons.append(f"{boost['failures']} no-show(s) recorded here: each halves this worker's boost")
     if fields.get("reliability") is not None:

@@ -103,14 +103,20 @@ class PlaybookMemory:
         role: str | None = None,
         k: int = 200,
         candidates: list[str] | None = None,
+        candidates_only: bool = False,
+        max_citations: int | None = None,
         today: str | None = None,
     ) -> dict[str, Any]:
+        """The boost per worker. With `candidates` (the SQL filter's worker ids) only
+        playbooks endorsing one of them are considered; `candidates_only` returns only
+        their boosts; `max_citations` keeps the strongest citations per worker."""
         vector = self._embed(query) if isinstance(query, str) else np.asarray(query, np.float32)
         request = {
             "city": city, "state": state, "role": role, "k": k, "today": today or today_iso(),
-            "schema_fingerprint": self.workers_fingerprint(), "candidates": candidates,
+            "schema_fingerprint": self.workers_fingerprint(), "candidates_only": candidates_only,
+            "max_citations": max_citations,
         }
-        return self._core.boost(vector.astype("<f4").tobytes(), request)
+        return self._core.boost(vector.astype("<f4").tobytes(), request, candidates)
 
     def entries(self) -> list[dict[str, Any]]:
         return self._core.entries()

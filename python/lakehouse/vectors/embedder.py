@@ -36,10 +36,13 @@ def bundled_model_dir() -> Path:
 class LocalEmbedder:
     """all-MiniLM-L6-v2 in this process; thread-safe (the core releases the GIL)."""
 
-    def __init__(self, model_dir: str | Path | None = None, model_id: str = "all-MiniLM-L6-v2", cache_dir: Path | None = None):
+    def __init__(self, model_dir: str | Path | None = None, model_id: str = "all-MiniLM-L6-v2", cache_dir: Path | None = None,
+                 precision: str = "auto"):
         directory = Path(model_dir) if model_dir else bundled_model_dir()
-        self._inner = _core.Embedder(str(directory), model_id, str(cache_dir) if cache_dir else None)
+        self._inner = _core.Embedder(str(directory), model_id, str(cache_dir) if cache_dir else None, precision)
         self.model_id = model_id
+        #: the arithmetic in use: "f32" or "bf16" ("auto" resolved for this CPU)
+        self.precision: str = self._inner.precision
         self.dim = self._inner.dim
         self.last_stats: dict[str, Any] = {}
 

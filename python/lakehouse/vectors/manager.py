@@ -144,6 +144,9 @@ class VectorIndexes:
         self._embedder_lock = threading.Lock()
         self._active: dict[str, LoadedVersion | None] = {}
         self._registries: dict[str, Any] = {}
+        #: guards `_registries` and `_active`: one registry object per index, and a lazy
+        #: first load can never overwrite a version promoted meanwhile
+        self._load_lock = threading.RLock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._pending_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         #: taken around every call into the facade; the gateway swaps in its own lock so
@@ -164,7 +167,7 @@ class VectorIndexes:
 
     def _make_embedder(self) -> TextEmbedder:
         if self.config.embedder == "local":
-            return LocalEmbedder(self.config.model_dir or None, self.config.model_id, self.root / "cache")
+            return LocalEmbedder(self.config.model_dir or None, self.config.model_id, self.root / "cache", self.config.embed_precision)
         if self.config.embedder == "ollama":
             from lakehouse.vectors.ollama import OllamaEmbedder
 
@@ -175,10 +178,14 @@ class VectorIndexes:
         return self.root / name
 
     def registry(self, name: str) -> Any:
-        if name not in self._registries:
-            self.definition(name)  # NotFound for an unknown index
-            self._registries[name] = _core.IndexRegistry(str(self._dir(name)))
-        return self._registries[name]
+        registry = self._registries.get(name)
+        if registry is not None:
+            return registry
+        with self._load_lock:
+            if name not in self._registries:
+                self.definition(name)  # NotFound for an unknown index
+                self._registries[name] = _core.IndexRegistry(str(self._dir(name)))
+            return self._registries[name]
 
     def definition(self, name: str) -> dict[str, Any]:
         path = self._dir(name) / "definition.json"
@@ -403,8 +410,9 @@ class VectorIndexes:
         """Flip the active pointer (durably, in the core), then swap the loaded version."""
         registry = self.registry(name)
         loaded = self._load_version(name, version)
-        promotion = registry.promote(version, actor or self._lake.actor, reason)
-        self._active[name] = loaded
+        with self._load_lock:
+            promotion = registry.promote(version, actor or self._lake.actor, reason)
+            self._active[name] = loaded
         return promotion
 
     def rollback(self, name: str, *, actor: str | None = None) -> dict[str, Any]:
@@ -415,8 +423,9 @@ class VectorIndexes:
         if target is None:
             raise InvalidInput(f"index {name!r} has no earlier active version to roll back to")
         loaded = self._load_version(name, target)
-        promotion = registry.rollback(actor or self._lake.actor)
-        self._active[name] = loaded
+        with self._load_lock:
+            promotion = registry.rollback(actor or self._lake.actor)
+            self._active[name] = loaded
         return promotion
 
     def versions(self, name: str) -> dict[str, Any]:
@@ -442,13 +451,17 @@ class VectorIndexes:
 
     def active(self, name: str) -> LoadedVersion:
         loaded = self._active.get(name)
-        if loaded is None:
-            info = self.registry(name).active()
-            if info is None:
-                raise NotFound(f"index {name!r} has no active version yet (its first build has not finished)")
-            loaded = self._load_version(name, info["version"])
-            self._active[name] = loaded
-        return loaded
+        if loaded is not None:
+            return loaded
+        with self._load_lock:  # first use: load once, and after any promotion in flight
+            loaded = self._active.get(name)
+            if loaded is None:
+                info = self.registry(name).active()
+                if info is None:
+                    raise NotFound(f"index {name!r} has no active version yet (its first build has not finished)")
+                loaded = self._load_version(name, info["version"])
+                self._active[name] = loaded
+            return loaded
 
     def warm(self, names: list[str] | None = None) -> list[str]:
         """Open the active versions of `names` (all by default) so the first search is fast."""

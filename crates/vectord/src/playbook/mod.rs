@@ -20,6 +20,8 @@
 //! opening replays the file, so a restart gives identical answers. Compaction rewrites
 //! the file as a snapshot (write, fsync, rename).
 
+mod index;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -29,6 +31,8 @@ use base64::Engine;
 use chrono::NaiveDate;
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
+
+use index::{day_number, EntryIndex, Scope, UNKNOWN};
 
 pub const BOOST_CAP: f32 = 0.25;
 const OPS_FILE: &str = "ops.jsonl";
@@ -118,9 +122,18 @@ pub struct BoostQuery {
     /// The current fingerprint of the workers dataset's schema.
     #[serde(default)]
     pub schema_fingerprint: Option<String>,
-    /// Worker ids the SQL filter let through (for the `matched` count).
+    /// Worker ids the SQL filter let through. When given, only playbooks that endorse at
+    /// least one of them are considered: a playbook that endorses none can boost nobody in
+    /// this result, so it must not take one of the `k` places (the spec's own finding:
+    /// globally ranked playbooks missed the candidate pool). Also gives `matched`.
     #[serde(default)]
     pub candidates: Option<Vec<String>>,
+    /// Return only the boosted workers that are candidates (the diagnostics still count all).
+    #[serde(default)]
+    pub candidates_only: bool,
+    /// Keep at most this many citations per worker (the strongest); `citations_total` keeps the count.
+    #[serde(default)]
+    pub max_citations: Option<usize>,
 }
 
 fn default_k() -> usize {
@@ -144,6 +157,8 @@ pub struct WorkerBoost {
     pub boost: f32,
     pub failures: u32,
     pub citations: Vec<Citation>,
+    /// How many playbooks cite this worker (`citations` may be cut to `max_citations`).
+    pub citations_total: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -156,6 +171,8 @@ pub struct BoostDiagnostics {
     pub parsed: usize,
     /// Boosted workers that are in the SQL candidate pool.
     pub matched: usize,
+    /// Playbooks in the target geo left out because they endorse none of the candidates.
+    pub outside_candidates: usize,
     pub exact_matches: usize,
     pub skipped_expired: usize,
     pub skipped_not_yet_valid: usize,
@@ -208,7 +225,8 @@ pub struct PlaybookMemory {
     /// Row-major unit embeddings, aligned with `entries`.
     vectors: Vec<f32>,
     by_identity: HashMap<(String, String), usize>,
-    by_geo: HashMap<(String, String), Vec<usize>>,
+    /// The hot cache: filter facts as integers and postings (see [`index`]).
+    index: EntryIndex,
     failures: HashMap<WorkerKey, u32>,
 }
 
@@ -262,7 +280,7 @@ impl PlaybookMemory {
             entries: Vec::new(),
             vectors: Vec::new(),
             by_identity: HashMap::new(),
-            by_geo: HashMap::new(),
+            index: EntryIndex::default(),
             failures: HashMap::new(),
         };
         let reader = BufReader::new(File::open(&path).map_err(|e| io_error(&path, e))?);
@@ -315,14 +333,13 @@ impl PlaybookMemory {
                 let key = identity(&playbook.fields);
                 match self.by_identity.get(&key) {
                     Some(&i) => {
+                        self.index.replace(i, &self.entries[i], &playbook);
                         self.entries[i] = playbook;
                         self.vectors[i * self.dim..(i + 1) * self.dim].copy_from_slice(&vector);
                     }
                     None => {
-                        let i = self.entries.len();
-                        let geo = (norm(&playbook.fields.city), norm(&playbook.fields.state));
-                        self.by_identity.insert(key, i);
-                        self.by_geo.entry(geo).or_default().push(i);
+                        self.by_identity.insert(key, self.entries.len());
+                        self.index.push(&playbook);
                         self.entries.push(playbook);
                         self.vectors.extend_from_slice(&vector);
                     }
@@ -342,13 +359,10 @@ impl PlaybookMemory {
         Ok(())
     }
 
+    /// Rebuild the lookups after entries were removed (indices shifted).
     fn reindex(&mut self) {
-        self.by_identity.clear();
-        self.by_geo.clear();
-        for (i, p) in self.entries.iter().enumerate() {
-            self.by_identity.insert(identity(&p.fields), i);
-            self.by_geo.entry((norm(&p.fields.city), norm(&p.fields.state))).or_default().push(i);
-        }
+        self.by_identity = self.entries.iter().enumerate().map(|(i, p)| (identity(&p.fields), i)).collect();
+        self.index = EntryIndex::build(&self.entries);
     }
 
     /// ADD a new (operation, date); UPDATE it when something changed (endorsed workers
@@ -429,7 +443,7 @@ impl PlaybookMemory {
         if query.len() != self.dim {
             return Err(LakehouseError::invalid(format!("query has {} dimensions, memory holds {}", query.len(), self.dim)));
         }
-        let today = parse_date(&q.today, "today")?;
+        let today = day_number(parse_date(&q.today, "today")?);
         let mut diag = BoostDiagnostics {
             target_geo: match (&q.city, &q.state) {
                 (Some(c), Some(s)) => format!("{c}, {s}"),
@@ -439,33 +453,40 @@ impl PlaybookMemory {
             target_role: q.role.clone().unwrap_or_else(|| "?".into()),
             ..Default::default()
         };
-        // 1. Geo prefilter (same city and state), then validity.
-        let in_geo: Vec<usize> = match (&q.city, &q.state) {
-            (Some(c), Some(s)) => self.by_geo.get(&(norm(c), norm(s))).cloned().unwrap_or_default(),
-            (None, Some(s)) => (0..self.entries.len()).filter(|&i| norm(&self.entries[i].fields.state) == norm(s)).collect(),
-            _ => (0..self.entries.len()).collect(),
+        let candidates: Option<HashSet<&str>> = q.candidates.as_ref().map(|c| c.iter().map(|w| w.trim()).collect());
+        // 1. Geo prefilter (same city and state), narrowed to playbooks that endorse a
+        //    candidate when the SQL filter named them; then validity.
+        let scope = self.index.scope(q.city.as_deref(), q.state.as_deref());
+        let in_geo = match &candidates {
+            Some(pool) => {
+                let endorsing: Vec<u32> = self.index.endorsing(pool.iter().copied()).into_iter().filter(|&i| self.index.in_scope(i, scope)).collect();
+                diag.outside_candidates = self.index.scope_len(scope) - endorsing.len();
+                endorsing
+            }
+            None => self.index.members(scope),
         };
-        let valid: Vec<usize> = in_geo.into_iter().filter(|&i| self.is_valid(i, today, q, &mut diag)).collect();
+        let schema = q.schema_fingerprint.as_deref().map(|fp| self.index.schema_id(fp));
+        let valid: Vec<u32> = in_geo.into_iter().filter(|&i| self.is_valid(i as usize, today, schema, &mut diag)).collect();
         diag.parsed = valid.len();
-        // 2. Exact (role, city, state) matches: similarity 1.0, up to half of k.
-        let role = q.role.as_deref().map(norm);
-        let geo_given = q.city.is_some() && q.state.is_some();
-        let (mut exact, mut rest): (Vec<usize>, Vec<usize>) =
-            valid.into_iter().partition(|&i| geo_given && role.as_deref() == Some(norm(&self.entries[i].fields.role).as_str()));
-        exact.sort_by(|&a, &b| self.entries[b].fields.date.cmp(&self.entries[a].fields.date)); // newest first
+        // 2. Exact (role, city, state) matches: similarity 1.0, up to half of k, newest first.
+        let exact_role = match (scope, &q.role) {
+            (Scope::Place(_), Some(role)) => self.index.role_id(role),
+            _ => UNKNOWN,
+        };
+        let (mut exact, rest): (Vec<u32>, Vec<u32>) =
+            valid.into_iter().partition(|&i| exact_role != UNKNOWN && self.index.facts(i as usize).role == exact_role);
+        exact.sort_unstable_by_key(|&i| (std::cmp::Reverse(self.index.facts(i as usize).day), i));
         exact.truncate(q.k / 2);
         diag.exact_matches = exact.len();
         // 3. Cosine fills the rest of k.
-        let mut by_cosine: Vec<(usize, f32)> = rest.drain(..).map(|i| (i, crate::dot(query, self.vector(i)))).collect();
-        by_cosine.sort_by(|a, b| b.1.total_cmp(&a.1));
-        by_cosine.truncate(q.k.saturating_sub(exact.len()));
+        let by_cosine = self.most_similar(query, &rest, q.k.saturating_sub(exact.len()));
         let chosen = exact.into_iter().map(|i| (i, 1.0f32, true)).chain(by_cosine.into_iter().map(|(i, s)| (i, s, false)));
         // 4. Spread each playbook's weight over its endorsed workers.
         let mut boosts: HashMap<WorkerKey, (f32, Vec<Citation>)> = HashMap::new();
         let mut sources = HashSet::new();
         for (i, similarity, exact_match) in chosen {
-            let p = &self.entries[i];
-            let age_days = (today - parse_date(&p.fields.date, "date")?).num_days() as f64;
+            let p = &self.entries[i as usize];
+            let age_days = f64::from(today - self.index.facts(i as usize).day);
             for w in &p.fields.workers {
                 let key = WorkerKey::new(&p.fields.city, &p.fields.state, &w.name, &w.worker_id);
                 let failures = self.failures.get(&key).copied().unwrap_or(0);
@@ -486,38 +507,37 @@ impl PlaybookMemory {
                 });
             }
         }
-        let candidates: Option<HashSet<&str>> = q.candidates.as_ref().map(|c| c.iter().map(String::as_str).collect());
+        diag.boosts = boosts.len();
+        diag.sources = sources.len();
+        let is_candidate = |key: &WorkerKey| candidates.as_ref().is_none_or(|pool| pool.contains(key.worker_id.as_str()));
+        diag.matched = boosts.keys().filter(|key| is_candidate(key)).count();
         let mut workers: Vec<WorkerBoost> = boosts
             .into_iter()
+            .filter(|(key, _)| !q.candidates_only || is_candidate(key))
             .map(|(key, (sum, mut citations))| {
                 citations.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
+                let citations_total = citations.len();
+                citations.truncate(q.max_citations.unwrap_or(usize::MAX));
                 let failures = self.failures.get(&key).copied().unwrap_or(0);
-                WorkerBoost { boost: sum.min(BOOST_CAP), failures, citations, key }
+                WorkerBoost { boost: sum.min(BOOST_CAP), failures, citations, citations_total, key }
             })
             .collect();
         workers.sort_by(|a, b| b.boost.total_cmp(&a.boost).then_with(|| a.key.cmp(&b.key)));
-        diag.boosts = workers.len();
-        diag.sources = sources.len();
-        diag.matched = match &candidates {
-            Some(pool) => workers.iter().filter(|w| pool.contains(w.key.worker_id.as_str())).count(),
-            None => workers.len(),
-        };
         let line = diag.line();
         Ok(BoostResult { workers, diagnostics: diag, line })
     }
 
-    fn is_valid(&self, i: usize, today: NaiveDate, q: &BoostQuery, diag: &mut BoostDiagnostics) -> bool {
-        let p = &self.entries[i].fields;
-        let date = |s: &Option<String>| s.as_deref().and_then(|d| parse_date(d, "validity").ok());
-        if date(&p.valid_until).is_some_and(|until| today > until) {
+    fn is_valid(&self, i: usize, today: i32, schema: Option<u32>, diag: &mut BoostDiagnostics) -> bool {
+        let f = self.index.facts(i);
+        if today > f.valid_until {
             diag.skipped_expired += 1;
             return false;
         }
-        if date(&p.valid_from).is_some_and(|from| today < from) {
+        if today < f.valid_from {
             diag.skipped_not_yet_valid += 1;
             return false;
         }
-        if let (Some(seeded), Some(current)) = (&p.schema_fingerprint, &q.schema_fingerprint) {
+        if let (Some(seeded), Some(current)) = (f.schema, schema) {
             if seeded != current {
                 diag.skipped_schema_changed += 1;
                 return false;
@@ -526,20 +546,37 @@ impl PlaybookMemory {
         true
     }
 
+    /// The `k` entries of `pool` most similar to `query`, best first (ties: entry order).
+    fn most_similar(&self, query: &[f32], pool: &[u32], k: usize) -> Vec<(u32, f32)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let mut scored = crate::score_rows(query, &self.vectors, self.dim, pool);
+        let better = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if scored.len() > k {
+            scored.select_nth_unstable_by(k - 1, better);
+            scored.truncate(k);
+        }
+        scored.sort_unstable_by(better);
+        scored
+    }
+
     /// The `k` playbooks most similar to `query` (optionally within a geo / role), with
     /// their similarity: the input of pattern discovery.
     pub fn similar(&self, query: &[f32], k: usize, city: Option<&str>, state: Option<&str>, role: Option<&str>) -> Vec<(Playbook, f32)> {
-        let mut scored: Vec<(usize, f32)> = (0..self.entries.len())
+        let role = role.map(|r| self.index.role_id(r));
+        let city = city.map(norm);
+        let pool: Vec<u32> = self
+            .index
+            .members(self.index.scope(city.as_deref().filter(|_| state.is_some()), state))
+            .into_iter()
             .filter(|&i| {
-                let p = &self.entries[i].fields;
-                city.is_none_or(|c| norm(c) == norm(&p.city))
-                    && state.is_none_or(|s| norm(s) == norm(&p.state))
-                    && role.is_none_or(|r| norm(r) == norm(&p.role))
+                // A city without a state still narrows (by name, in any state).
+                role.is_none_or(|r| self.index.facts(i as usize).role == r)
+                    && city.as_deref().is_none_or(|c| state.is_some() || norm(&self.entries[i as usize].fields.city) == c)
             })
-            .map(|i| (i, crate::dot(query, self.vector(i))))
             .collect();
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-        scored.into_iter().take(k).map(|(i, s)| (self.entries[i].clone(), s)).collect()
+        self.most_similar(query, &pool, k).into_iter().map(|(i, s)| (self.entries[i as usize].clone(), s)).collect()
     }
 
     /// Apply the policy and rewrite the log as a snapshot of what is left.
@@ -567,7 +604,8 @@ impl PlaybookMemory {
             }
             for &older in &order[pos + 1..] {
                 let (a, b) = (&self.entries[newer].fields, &self.entries[older].fields);
-                let same_slot = norm(&a.role) == norm(&b.role) && norm(&a.city) == norm(&b.city) && norm(&a.state) == norm(&b.state);
+                let (fa, fb) = (self.index.facts(newer), self.index.facts(older));
+                let same_slot = fa.role == fb.role && fa.place == fb.place;
                 if keep[older] && same_slot && crate::dot(self.vector(newer), self.vector(older)) >= policy.merge_cosine {
                     keep[older] = false;
                     let target = merged_workers.entry(newer).or_insert_with(|| a.workers.clone());
@@ -644,167 +682,4 @@ fn hex_string(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    const DIM: usize = 4;
-
-    fn unit(v: [f32; DIM]) -> Vec<f32> {
-        let mut v = v.to_vec();
-        crate::normalize(&mut v);
-        v
-    }
-
-    fn fill(op: &str, role: &str, city: &str, date: &str, workers: &[(&str, &str)]) -> NewPlaybook {
-        NewPlaybook {
-            operation: op.into(),
-            role: role.into(),
-            city: city.into(),
-            state: "OH".into(),
-            date: date.into(),
-            staffer: "sarah".into(),
-            workers: workers.iter().map(|(id, name)| Endorsed { worker_id: (*id).into(), name: (*name).into() }).collect(),
-            valid_from: None,
-            valid_until: None,
-            schema_fingerprint: None,
-            attributes: BTreeMap::new(),
-        }
-    }
-
-    fn query(city: &str, role: &str, today: &str) -> BoostQuery {
-        BoostQuery { city: Some(city.into()), state: Some("OH".into()), role: Some(role.into()), k: 200, today: today.into(), ..Default::default() }
-    }
-
-    #[test]
-    fn boost_matches_the_hand_computed_value() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        // An exact role+geo match (similarity 1.0), 15 days old, two workers.
-        memory.seed(fill("Welder x2 in Toledo, OH", "Welder", "Toledo", "2026-11-06", &[("1", "Ana"), ("2", "Bo")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        let result = memory.boost(&unit([0.0, 1.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21")).unwrap();
-        let expected = 1.0 * 0.5 * (-15.0f64 / 30.0).exp() as f32 / 2.0;
-        assert_eq!(result.workers.len(), 2);
-        assert!((result.workers[0].boost - expected).abs() < 1e-6, "{} vs {expected}", result.workers[0].boost);
-        assert!(result.line.starts_with("playbook_boost: boosts=2 sources=1 parsed=1 matched=2 target_geo=Toledo, OH target_role=Welder"));
-    }
-
-    #[test]
-    fn a_no_show_halves_the_next_boost_and_survives_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let before;
-        {
-            let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-            // 30 days old: 0.5 * e^-1 = 0.18, under the cap, so the halving is visible.
-            memory.seed(fill("Welder x1 in Toledo", "Welder", "Toledo", "2026-10-22", &[("1", "Ana")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-            before = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21")).unwrap().workers[0].boost;
-            assert_eq!(memory.mark_failed("Toledo", "OH", "1", "Ana").unwrap(), 1);
-        }
-        let memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        let after = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("toledo", "welder", "2026-11-21")).unwrap();
-        assert!((after.workers[0].boost - before / 2.0).abs() < 1e-6);
-        assert_eq!(after.workers[0].failures, 1);
-    }
-
-    #[test]
-    fn the_same_operation_and_date_updates_or_noops_instead_of_duplicating() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        let v = unit([1.0, 1.0, 0.0, 0.0]);
-        let base = fill("Welder x2 in Toledo", "Welder", "Toledo", "2026-11-20", &[("1", "Ana")]);
-        assert_eq!(memory.seed(base.clone(), &v).unwrap().0, SeedOp::Add);
-        assert_eq!(memory.seed(base.clone(), &v).unwrap().0, SeedOp::Noop);
-        let more = fill("Welder x2 in Toledo", "Welder", "Toledo", "2026-11-20", &[("2", "Bo")]);
-        let (op, entry) = memory.seed(more, &v).unwrap();
-        assert_eq!(op, SeedOp::Update);
-        assert_eq!(entry.fields.workers.len(), 2, "endorsements are merged");
-        assert_eq!(memory.len(), 1);
-        assert_eq!(memory.delete(&entry.id).unwrap(), SeedOp::Delete);
-        assert_eq!(PlaybookMemory::open(dir.path(), DIM).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn expired_and_schema_changed_playbooks_never_boost_and_say_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        let mut expired = fill("Welder a", "Welder", "Toledo", "2026-11-01", &[("1", "Ana")]);
-        expired.valid_until = Some("2026-11-10".into());
-        let mut old_schema = fill("Welder b", "Welder", "Toledo", "2026-11-02", &[("2", "Bo")]);
-        old_schema.schema_fingerprint = Some("fp-old".into());
-        memory.seed(expired, &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        memory.seed(old_schema, &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        let mut q = query("Toledo", "Welder", "2026-11-21");
-        q.schema_fingerprint = Some("fp-new".into());
-        let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
-        assert!(result.workers.is_empty());
-        assert_eq!((result.diagnostics.skipped_expired, result.diagnostics.skipped_schema_changed), (1, 1));
-    }
-
-    #[test]
-    fn exact_role_matches_fill_half_of_k_and_cosine_fills_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        for d in 1..=6 {
-            memory.seed(fill(&format!("Welder {d}"), "Welder", "Toledo", &format!("2026-11-0{d}"), &[(&format!("w{d}"), "W")]), &unit([0.0, 0.0, 1.0, 0.0])).unwrap();
-            memory.seed(fill(&format!("Cook {d}"), "Cook", "Toledo", &format!("2026-11-0{d}"), &[(&format!("c{d}"), "C")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        }
-        memory.seed(fill("Welder elsewhere", "Welder", "Akron", "2026-11-05", &[("a1", "A")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        let mut q = query("Toledo", "Welder", "2026-11-10");
-        q.k = 4;
-        let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
-        assert_eq!(result.diagnostics.exact_matches, 2, "exact matches fill half of k");
-        assert_eq!(result.diagnostics.sources, 4);
-        let exact: Vec<_> = result.workers.iter().filter(|w| w.citations[0].exact_match).collect();
-        assert_eq!(exact.len(), 2);
-        assert!(result.workers.iter().all(|w| w.key.city == "toledo"), "the geo prefilter keeps Akron out");
-        assert!(result.workers.iter().filter(|w| !w.citations[0].exact_match).all(|w| w.key.worker_id.starts_with('c')));
-    }
-
-    #[test]
-    fn compaction_drops_old_and_merges_near_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        memory.seed(fill("Welder old", "Welder", "Toledo", "2025-01-01", &[("1", "A")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        memory.seed(fill("Welder x2 Toledo", "Welder", "Toledo", "2026-11-01", &[("2", "B")]), &unit([0.0, 1.0, 0.0, 0.0])).unwrap();
-        memory.seed(fill("Welders x2 Toledo", "Welder", "Toledo", "2026-11-02", &[("3", "C")]), &unit([0.0, 1.0, 0.01, 0.0])).unwrap();
-        let policy = CompactionPolicy { ttl_days: 365.0, decay_floor: 1e-4, merge_cosine: 0.98 };
-        let report = memory.compact(&policy, "2026-11-21").unwrap();
-        assert_eq!((report.before, report.after, report.expired_ttl.len(), report.merged.len()), (3, 1, 1, 1));
-        let reopened = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        assert_eq!(reopened.len(), 1);
-        assert_eq!(reopened.entries()[0].fields.workers.len(), 2);
-    }
-
-    proptest! {
-        #[test]
-        fn boost_equals_the_formula_and_never_exceeds_the_cap(
-            ages in prop::collection::vec(0u32..400, 1..12),
-            failures in 0u32..5,
-            n_workers in 1usize..6,
-            similarity_x in 0.0f32..1.0,
-        ) {
-            let dir = tempfile::tempdir().unwrap();
-            let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-            let today = NaiveDate::from_ymd_opt(2026, 11, 21).unwrap();
-            let pv = unit([1.0, 0.0, 0.0, 0.0]);
-            let qv = unit([similarity_x, (1.0 - similarity_x * similarity_x).max(0.0).sqrt(), 0.0, 0.0]);
-            let similarity = crate::dot(&qv, &pv);
-            let mut expected = 0.0f64;
-            for (n, age) in ages.iter().enumerate() {
-                let date = (today - chrono::Duration::days(*age as i64)).format("%Y-%m-%d").to_string();
-                let workers: Vec<(String, String)> = (0..n_workers).map(|j| (if j == 0 { "target".to_string() } else { format!("o{n}-{j}") }, "T".to_string())).collect();
-                let refs: Vec<(&str, &str)> = workers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-                memory.seed(fill(&format!("op {n}"), "Cook", "Toledo", &date, &refs), &pv).unwrap();
-                expected += similarity as f64 * 0.5 * (-(*age as f64) / 30.0).exp() * 0.5f64.powi(failures as i32) / n_workers as f64;
-            }
-            for _ in 0..failures {
-                memory.mark_failed("Toledo", "OH", "target", "T").unwrap();
-            }
-            let result = memory.boost(&qv, &query("Toledo", "Welder", "2026-11-21")).unwrap();
-            let target = result.workers.iter().find(|w| w.key.worker_id == "target");
-            let got = target.map(|w| w.boost).unwrap_or(0.0);
-            prop_assert!(got <= BOOST_CAP);
-            prop_assert!((got as f64 - expected.min(BOOST_CAP as f64)).abs() < 1e-4, "got {got}, expected {expected}");
-        }
-    }
-}
+mod tests;
