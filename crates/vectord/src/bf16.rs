@@ -38,6 +38,7 @@ pub fn available() -> bool {
 }
 
 /// f32 -> bf16 with round-to-nearest-even (what `vcvtne2ps2bf16` does).
+#[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
     if x.is_nan() {
@@ -144,16 +145,22 @@ impl SharedOut {
 fn pack_activations(x: &[f32], rows: usize, input: usize) -> Vec<u32> {
     let pairs = input.div_ceil(2);
     let mut packed = vec![0u32; rows * pairs];
-    packed.par_chunks_mut(pairs * 64).zip(x.par_chunks(input * 64)).for_each(|(dst, src)| {
-        for (d, s) in dst.chunks_mut(pairs).zip(src.chunks(input)) {
-            for (p, slot) in d.iter_mut().enumerate() {
-                let lo = to_bf16(s[2 * p]) as u32;
-                let hi = s.get(2 * p + 1).map_or(0, |&v| to_bf16(v) as u32);
-                *slot = lo | (hi << 16);
-            }
-        }
-    });
+    packed.par_chunks_mut(pairs * 64).zip(x.par_chunks(input * 64)).for_each(|(dst, src)| pack_rows(dst, src, input));
     packed
+}
+
+simd_dispatch!(fn pack_rows(dst: &mut [u32], src: &[f32], input: usize) => pack_rows_portable);
+
+#[inline(always)]
+fn pack_rows_portable(dst: &mut [u32], src: &[f32], input: usize) {
+    let pairs = input.div_ceil(2);
+    for (d, s) in dst.chunks_mut(pairs).zip(src.chunks(input)) {
+        for (slot, pair) in d.iter_mut().zip(s.chunks(2)) {
+            let lo = to_bf16(pair[0]) as u32;
+            let hi = pair.get(1).map_or(0, |&v| to_bf16(v) as u32);
+            *slot = lo | (hi << 16);
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -206,21 +206,37 @@ impl Norm {
         let width = self.gamma.len();
         // Blocks of rows, not single rows: one 384-wide row is too little work per task.
         let block = width * ROWS_PER_TASK;
-        x.par_chunks_mut(block).zip(residual.par_chunks(block)).for_each(|(rows, residuals)| {
-            for (row, res) in rows.chunks_mut(width).zip(residuals.chunks(width)) {
-                row.iter_mut().zip(res).for_each(|(v, r)| *v += r);
-                self.normalize_row(row, eps);
-            }
-        });
+        x.par_chunks_mut(block)
+            .zip(residual.par_chunks(block))
+            .for_each(|(rows, residuals)| add_and_normalize_rows(rows, residuals, &self.gamma, &self.beta, eps));
     }
 
-    fn normalize_row(&self, row: &mut [f32], eps: f32) {
-        let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let variance = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    /// x = LayerNorm(x), row by row, in place.
+    fn normalize(&self, x: &mut [f32], eps: f32) {
+        x.par_chunks_mut(self.gamma.len() * ROWS_PER_TASK).for_each(|rows| normalize_rows(rows, &self.gamma, &self.beta, eps));
+    }
+}
+
+simd_dispatch!(fn add_and_normalize_rows(rows: &mut [f32], residuals: &[f32], gamma: &[f32], beta: &[f32], eps: f32) => add_and_normalize_portable);
+simd_dispatch!(fn normalize_rows(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) => normalize_rows_portable);
+
+#[inline(always)]
+fn add_and_normalize_portable(rows: &mut [f32], residuals: &[f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    rows.iter_mut().zip(residuals).for_each(|(v, r)| *v += r);
+    normalize_rows_portable(rows, gamma, beta, eps);
+}
+
+#[inline(always)]
+fn normalize_rows_portable(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let width = gamma.len();
+    for row in rows.chunks_mut(width) {
+        let n = width as f32;
+        let mean = crate::sum(row) / n;
+        row.iter_mut().for_each(|v| *v -= mean);
+        let variance = crate::dot(row, row) / n;
         let scale = 1.0 / (variance + eps).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(&self.gamma).zip(&self.beta) {
-            *v = (*v - mean) * scale * g + b;
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = *v * scale * g + b;
         }
     }
 }
@@ -228,17 +244,23 @@ impl Norm {
 /// GELU with erf (what BERT was trained with, not the tanh shortcut), in place, on all
 /// cores.
 fn gelu(x: &mut [f32]) {
-    x.par_chunks_mut(4096).for_each(|chunk| {
-        for v in chunk {
-            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
-        }
-    });
+    x.par_chunks_mut(4096).for_each(gelu_chunk);
+}
+
+simd_dispatch!(fn gelu_chunk(chunk: &mut [f32]) => gelu_portable);
+
+#[inline(always)]
+fn gelu_portable(chunk: &mut [f32]) {
+    for v in chunk {
+        *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    }
 }
 
 /// erf as a rational function of x on [-4, 4] (beyond, erf is ±1 in f32): no branches and
 /// no exp, so the loop vectorises. A libm call per activation was a fifth of the whole
 /// forward pass. The coefficients are the single-precision fit Eigen and XLA use; the
 /// test below holds it to 1e-6 of a reference erf.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
@@ -336,9 +358,7 @@ impl Encoder {
                 x.extend(word.iter().zip(pos).zip(&self.token_type).map(|((w, p), t)| w + p + t));
             }
         }
-        let eps = self.config.layer_norm_eps as f32;
-        x.par_chunks_mut(hidden * ROWS_PER_TASK)
-            .for_each(|rows| rows.chunks_mut(hidden).for_each(|row| self.embedding_norm.normalize_row(row, eps)));
+        self.embedding_norm.normalize(&mut x, self.config.layer_norm_eps as f32);
         x
     }
 
@@ -370,41 +390,67 @@ struct Heads {
     heads: usize,
 }
 
-/// One text's attention, built for AVX2 + FMA when the CPU has them (the crate itself is
-/// compiled for baseline x86-64, whose 4-wide SSE halves the speed of these dot products).
-fn attend(rows: &[f32], out: &mut [f32], len: usize, shape: Heads) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU was just checked for the features this build enables.
-        return unsafe { attend_avx2(rows, out, len, shape) };
-    }
-    attend_portable(rows, out, len, shape)
-}
+simd_dispatch!(
+    /// One text's attention, in the widest SIMD the CPU has.
+    fn attend(rows: &[f32], out: &mut [f32], len: usize, shape: Heads) => attend_portable
+);
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn attend_avx2(rows: &[f32], out: &mut [f32], len: usize, shape: Heads) {
-    attend_portable(rows, out, len, shape)
-}
+/// Lanes of the register-held partial results in [`attend_portable`] (one AVX-512 register).
+const LANES: usize = 16;
 
 #[inline(always)]
 fn attend_portable(rows: &[f32], out: &mut [f32], len: usize, Heads { hidden, heads }: Heads) {
     let head = hidden / heads;
     let scale = 1.0 / (head as f32).sqrt();
     let width = 3 * hidden;
-    let mut scores = vec![0f32; len];
+    // This head's keys transposed (one row per dimension, padded with zeros to whole
+    // registers), so a query's scores against a block of 16 keys are `head` vector
+    // multiply-adds held in registers: no per-pair horizontal sums (with 32-wide heads
+    // they cost more than the products) and no scalar remainder (texts are ~10-60 tokens).
+    let stride = len.next_multiple_of(LANES);
+    let mut scores = vec![0f32; stride];
+    let mut keys_t = vec![0f32; head * stride];
     for h in 0..heads {
         let (q_at, k_at, v_at) = (h * head, hidden + h * head, 2 * hidden + h * head);
+        for (d, column) in keys_t.chunks_exact_mut(stride).enumerate() {
+            for (j, slot) in column[..len].iter_mut().enumerate() {
+                *slot = rows[j * width + k_at + d];
+            }
+        }
         for i in 0..len {
             let q = &rows[i * width + q_at..i * width + q_at + head];
-            for (j, score) in scores.iter_mut().enumerate() {
-                *score = crate::dot(q, &rows[j * width + k_at..j * width + k_at + head]) * scale;
+            for (block, block_scores) in scores.chunks_exact_mut(LANES).enumerate() {
+                let mut acc = [0f32; LANES];
+                for (&qd, column) in q.iter().zip(keys_t.chunks_exact(stride)) {
+                    let keys = &column[block * LANES..(block + 1) * LANES];
+                    for l in 0..LANES {
+                        acc[l] += qd * keys[l];
+                    }
+                }
+                for (s, a) in block_scores.iter_mut().zip(acc) {
+                    *s = a * scale;
+                }
             }
-            softmax(&mut scores);
+            let scores = &mut scores[..len];
+            softmax(scores);
+            // The context row: sum over keys of p_j * v_j, 16 dimensions at a time in registers.
             let target = &mut out[i * hidden + h * head..i * hidden + (h + 1) * head];
-            for (j, p) in scores.iter().enumerate() {
-                let v = &rows[j * width + v_at..j * width + v_at + head];
-                target.iter_mut().zip(v).for_each(|(t, v)| *t += p * v);
+            let mut blocks = target.chunks_exact_mut(LANES);
+            for (block, part) in blocks.by_ref().enumerate() {
+                let at = v_at + block * LANES;
+                let mut acc = [0f32; LANES];
+                for (j, &p) in scores.iter().enumerate() {
+                    let v = &rows[j * width + at..j * width + at + LANES];
+                    for l in 0..LANES {
+                        acc[l] += p * v[l];
+                    }
+                }
+                part.copy_from_slice(&acc);
+            }
+            let rest = blocks.into_remainder(); // heads narrower than a multiple of 16
+            let at = v_at + head - rest.len();
+            for (j, &p) in scores.iter().enumerate() {
+                rest.iter_mut().zip(&rows[j * width + at..]).for_each(|(t, v)| *t += p * v);
             }
         }
     }

@@ -12,6 +12,40 @@
 //! - [`registry`]: index versions and the atomically flipped active pointer.
 //! - [`playbook`]: playbook memory: the boost learned from past fills and no-shows.
 
+/// Defines `fn $name(args)` that runs `$body(args)` compiled for the widest vector
+/// extension the CPU has: AVX-512, else AVX2 + FMA, else the baseline. The crate is built
+/// for baseline x86-64 (4-wide SSE2), so a plainly written hot loop would use a quarter
+/// of an AVX-512 register; `$body` must be `#[inline(always)]`, so each copy is compiled
+/// with its own features. The feature checks are cached atomics: a few ns per call.
+macro_rules! simd_dispatch {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $body:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                    // SAFETY: the CPU was just checked for the features this copy uses.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if has!("avx2") && has!("fma") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub mod bf16;
 pub mod cache;
 pub mod chunk;
@@ -34,18 +68,32 @@ pub use playbook::PlaybookMemory;
 pub use registry::{IndexRegistry, IndexVersion};
 pub use segment::Segment;
 
-/// Cosine similarity of two unit vectors (their dot product). Eight independent partial
+/// Cosine similarity of two unit vectors (their dot product). Sixteen independent partial
 /// sums: a single running sum is a serial chain the compiler may not reorder (float
-/// addition is not associative), so it would not use SIMD; this form does. Always
-/// inlined, so callers built for AVX2 (the encoder's attention) get AVX2 code.
+/// addition is not associative), so it would not use SIMD; this form does, up to one
+/// AVX-512 register. Always inlined, so callers built for wider SIMD get wider code.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8.remainder().iter().zip(b8.remainder()).map(|(x, y)| x * y).sum();
-    let mut lanes = [0f32; 8];
-    for (x, y) in a8.zip(b8) {
-        for i in 0..8 {
+    let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
+    let mut lanes = [0f32; 16];
+    for (x, y) in a16.zip(b16) {
+        for i in 0..16 {
             lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// The sum of `x`, in sixteen partial sums for the same reason as [`dot`].
+#[inline(always)]
+pub fn sum(x: &[f32]) -> f32 {
+    let chunks = x.chunks_exact(16);
+    let tail: f32 = chunks.remainder().iter().sum();
+    let mut lanes = [0f32; 16];
+    for c in chunks {
+        for i in 0..16 {
+            lanes[i] += c[i];
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -55,8 +103,8 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 const SCORE_ROWS_PER_TASK: usize = 4096;
 
 /// `(row, query · row)` for each listed row of a row-major matrix of `dim`-wide vectors,
-/// in the order given. Long lists are split across the cores; each part runs a loop built
-/// for AVX2 + FMA when the CPU has them (the crate itself targets baseline x86-64).
+/// in the order given. Long lists are split across the cores; each part runs the widest
+/// SIMD the CPU has ([`simd_dispatch!`]).
 pub fn score_rows(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
     use rayon::prelude::*;
     if rows.len() <= SCORE_ROWS_PER_TASK {
@@ -65,20 +113,7 @@ pub fn score_rows(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Ve
     rows.par_chunks(SCORE_ROWS_PER_TASK).flat_map_iter(|part| score_rows_serial(query, matrix, dim, part)).collect()
 }
 
-fn score_rows_serial(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU was just checked for the features this build enables.
-        return unsafe { score_rows_avx2(query, matrix, dim, rows) };
-    }
-    score_rows_portable(query, matrix, dim, rows)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn score_rows_avx2(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
-    score_rows_portable(query, matrix, dim, rows)
-}
+simd_dispatch!(fn score_rows_serial(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> => score_rows_portable);
 
 #[inline(always)]
 fn score_rows_portable(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
