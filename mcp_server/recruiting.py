@@ -27,6 +27,7 @@ from datetime import date
 from typing import Any, Callable
 
 from lakehouse.http import ApiError
+from lakehouse.intelligence.hybrid import id_filter
 from lakehouse.lakehouse import quote_ident, sql_literal
 from mcp_server import masking
 from mcp_server.auth import Caller
@@ -143,13 +144,6 @@ def _clean_name(name: Any) -> str:
     return " ".join(str(name or "").split())
 
 
-def _canonical_int(value: str) -> bool:
-    try:
-        return str(int(value)) == value
-    except ValueError:
-        return False
-
-
 class Recruiting:
     def __init__(self, gateway: RecruiterGateway, store: Store, *, seed_actions: frozenset[str] = frozenset({"placed"}),
                  executor: ThreadPoolExecutor | None = None):
@@ -173,13 +167,9 @@ class Recruiting:
         return masking.mask_rows(rows, tags, who.role)
 
     def worker_id_in(self, ids: list[str]) -> str:
-        """`worker_id IN (...)` for ids given as text. When the column is an integer and every
-        id is an integer written canonically, the ids are compared as numbers: the same rows
-        as `CAST(worker_id AS VARCHAR) IN (...)` without casting every row of the dataset."""
-        types = {c.get("name"): str(c.get("type", "")).lower() for c in self.gateway.manifest(WORKERS).get("columns", [])}
-        if types.get("worker_id", "").startswith(("int", "uint")) and all(_canonical_int(i) for i in ids):
-            return f"worker_id IN ({', '.join(ids)})"
-        return f"CAST(worker_id AS VARCHAR) IN ({', '.join(sql_literal(i) for i in ids)})"
+        """`worker_id IN (...)` for ids given as text, compared as numbers when the column
+        and the ids allow it (see `lakehouse.intelligence.hybrid.id_filter`)."""
+        return id_filter(ids, self.gateway.manifest(WORKERS).get("columns", []))
 
     # ------------------------------------------------------------------ names -> workers
     def resolve(self, entries: list[dict[str, Any]], *, city: str | None = None, state: str | None = None) -> Resolution:

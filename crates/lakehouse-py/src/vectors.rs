@@ -249,6 +249,12 @@ pub fn chunk_keys<'py>(py: Python<'py>, chunk_ids: Vec<String>) -> Bound<'py, Py
     PyBytes::new(py, &raw)
 }
 
+/// Any Arrow string-like array (utf8, large utf8, utf8 view, dictionary...) as utf8.
+fn as_strings(data: ArrayData) -> PyResult<StringArray> {
+    let array = cast(&make_array(data), &DataType::Utf8).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(array.as_string::<i32>().clone())
+}
+
 /// Chunk a document column pair (Arrow string arrays of equal length) into a record
 /// batch: doc_row (uint32, the document's position), chunk_no, text, key, content_hash.
 #[pyfunction]
@@ -259,10 +265,6 @@ pub fn chunk_documents(
     max_words: usize,
     overlap: usize,
 ) -> PyResult<PyArrowType<RecordBatch>> {
-    let as_strings = |data: ArrayData| -> PyResult<StringArray> {
-        let array = cast(&make_array(data), &DataType::Utf8).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(array.as_string::<i32>().clone())
-    };
     let (doc_ids, texts) = (as_strings(doc_ids.0)?, as_strings(texts.0)?);
     if doc_ids.len() != texts.len() {
         return Err(PyValueError::new_err(format!("{} doc ids but {} texts", doc_ids.len(), texts.len())));
@@ -311,14 +313,26 @@ impl PyPlaybookMemory {
         self.inner.lock().expect("playbook lock").mark_failed(city, state, worker_id, name).py()
     }
 
-    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}. The candidate ids
-    /// come as a list of str beside the request (they can be many; no JSON round trip).
+    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}. The candidate
+    /// worker ids come beside the request as an Arrow string array (they can be tens of
+    /// thousands: read in place, no per-id Python object or JSON).
     #[pyo3(signature = (query_le, request, candidates=None))]
-    fn boost<'py>(&self, py: Python<'py>, query_le: &[u8], request: &Bound<'py, PyAny>, candidates: Option<Vec<String>>) -> PyResult<Bound<'py, PyAny>> {
+    fn boost<'py>(
+        &self,
+        py: Python<'py>,
+        query_le: &[u8],
+        request: &Bound<'py, PyAny>,
+        candidates: Option<PyArrowType<ArrayData>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let query = floats(query_le)?;
-        let mut request: BoostQuery = from_py(request)?;
-        request.candidates = candidates.or(request.candidates);
-        let result = py.detach(|| self.inner.lock().expect("playbook lock").boost(&query, &request)).py()?;
+        let request: BoostQuery = from_py(request)?;
+        let candidates = candidates.map(|c| as_strings(c.0)).transpose()?;
+        let result = py
+            .detach(|| {
+                let ids: Option<Vec<&str>> = candidates.as_ref().map(|c| c.iter().flatten().collect());
+                self.inner.lock().expect("playbook lock").boost(&query, &request, ids.as_deref())
+            })
+            .py()?;
         to_py(py, &result)
     }
 

@@ -26,7 +26,7 @@ pub struct PlannerConfig {
 
 impl Default for PlannerConfig {
     fn default() -> Self {
-        Self { exact_max_candidates: 20_000, exact_max_fraction: 0.02, max_beam_factor: 8 }
+        Self { exact_max_candidates: 20_000, exact_max_fraction: 0.2, max_beam_factor: 8 }
     }
 }
 

@@ -125,6 +125,16 @@ def _canonical_int(value: str) -> bool:
         return False
 
 
+def integer_id_column(columns: list[dict[str, Any]]) -> bool:
+    """Whether a dataset's `worker_id` column (manifest columns) holds integers."""
+    return any(c["name"] == "worker_id" and str(c.get("type", "")).lower().startswith(("int", "uint")) for c in columns)
+
+
+def id_filter(ids: list[str], columns: list[dict[str, Any]]) -> str:
+    """`worker_id IN (...)` for a dataset with these manifest columns (see `_id_in`)."""
+    return _id_in([str(w) for w in ids], integer_id_column(columns))
+
+
 def _id_in(ids: list[str], integer_ids: bool, *, negate: bool = False) -> str:
     """`worker_id [NOT] IN (...)` for ids given as text: compared as numbers when the column
     is an integer and every id is an integer written canonically (then it is the same test
@@ -183,7 +193,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     started = time.perf_counter()
     manifest = lake.dataset(q.dataset)
     columns = {c["name"] for c in manifest["columns"]}
-    integer_ids = any(c["name"] == "worker_id" and str(c.get("type", "")).lower().startswith(("int", "uint")) for c in manifest["columns"])
+    integer_ids = integer_id_column(manifest["columns"])
     version = (str(manifest.get("id")), int(manifest.get("version", 0)))
     table = quote_ident(q.dataset)
 
@@ -199,10 +209,12 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     where = build_where(q, columns, centre, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column),
                         integer_ids=integer_ids)
     if where:
-        ids = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"].to_pylist()
-        sql_matches, doc_ids = len(ids), ids
+        id_column = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"]
+        doc_ids = id_column.to_pylist()
+        sql_matches = len(doc_ids)
     else:
-        sql_matches, doc_ids = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py()), None
+        id_column, doc_ids = None, None
+        sql_matches = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py())
     timings["sql_ms"] = (time.perf_counter() - t) * 1000
     if sql_matches == 0:
         return _empty(q, timings, started)
@@ -224,7 +236,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     if q.use_playbook_memory:
         memory = lake.playbooks
         result = memory.boost(vector, city=q.city, state=q.state, role=q.role, k=q.playbook_memory_k,
-                              candidates=doc_ids, candidates_only=True, max_citations=MAX_CITATIONS, today=q.today)
+                              candidates=id_column, candidates_only=True, max_citations=MAX_CITATIONS, today=q.today)
         boosts = {w["worker_id"]: w for w in result["workers"]}
         boost_line, diagnostics = result["line"], result["diagnostics"]
         log.info(boost_line)

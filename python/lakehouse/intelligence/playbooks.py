@@ -14,6 +14,7 @@ from datetime import date, datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from lakehouse import _core
 from lakehouse.errors import InvalidInput
@@ -102,7 +103,7 @@ class PlaybookMemory:
         state: str | None = None,
         role: str | None = None,
         k: int = 200,
-        candidates: list[str] | None = None,
+        candidates: list[str] | pa.Array | pa.ChunkedArray | None = None,
         candidates_only: bool = False,
         max_citations: int | None = None,
         today: str | None = None,
@@ -116,6 +117,10 @@ class PlaybookMemory:
             "schema_fingerprint": self.workers_fingerprint(), "candidates_only": candidates_only,
             "max_citations": max_citations,
         }
+        if isinstance(candidates, pa.ChunkedArray):
+            candidates = candidates.combine_chunks()
+        elif candidates is not None and not isinstance(candidates, pa.Array):
+            candidates = pa.array([str(c) for c in candidates], pa.string())
         return self._core.boost(vector.astype("<f4").tobytes(), request, candidates)
 
     def entries(self) -> list[dict[str, Any]]:
@@ -162,14 +167,13 @@ class PlaybookMemory:
     def _worker_facts(self, worker_ids: list[str]) -> list[dict[str, Any]]:
         if not worker_ids or self._lake._catalog.get_live(WORKERS) is None:
             return []
-        from lakehouse.lakehouse import sql_literal
+        from lakehouse.intelligence.hybrid import id_filter
 
-        ids = ", ".join(sql_literal(w) for w in worker_ids)
-        columns = {c["name"] for c in self._lake.dataset(WORKERS)["columns"]}
-        wanted = [c for c in ("certifications", "skills", "archetype", "reliability") if c in columns]
+        columns = self._lake.dataset(WORKERS)["columns"]
+        wanted = [c["name"] for c in columns if c["name"] in ("certifications", "skills", "archetype", "reliability")]
         if not wanted:
             return []
-        sql = f"SELECT {', '.join(wanted)} FROM workers WHERE CAST(worker_id AS VARCHAR) IN ({ids})"
+        sql = f"SELECT {', '.join(wanted)} FROM workers WHERE {id_filter(worker_ids, columns)}"
         return self._lake.sql(sql).to_pylist()
 
     def stats(self) -> dict[str, Any]:

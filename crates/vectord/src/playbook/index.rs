@@ -4,7 +4,9 @@
 //! integers and scores contiguous vectors: nothing is parsed, lowercased or allocated per
 //! entry, so its cost follows the entries in scope, not the size of the memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use foldhash::HashMap;
 
 use chrono::{Datelike, NaiveDate};
 

@@ -32,6 +32,7 @@ use chrono::NaiveDate;
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
 
+use foldhash::HashSet as FastSet;
 use index::{day_number, EntryIndex, Scope, UNKNOWN};
 
 pub const BOOST_CAP: f32 = 0.25;
@@ -122,12 +123,6 @@ pub struct BoostQuery {
     /// The current fingerprint of the workers dataset's schema.
     #[serde(default)]
     pub schema_fingerprint: Option<String>,
-    /// Worker ids the SQL filter let through. When given, only playbooks that endorse at
-    /// least one of them are considered: a playbook that endorses none can boost nobody in
-    /// this result, so it must not take one of the `k` places (the spec's own finding:
-    /// globally ranked playbooks missed the candidate pool). Also gives `matched`.
-    #[serde(default)]
-    pub candidates: Option<Vec<String>>,
     /// Return only the boosted workers that are candidates (the diagnostics still count all).
     #[serde(default)]
     pub candidates_only: bool,
@@ -439,7 +434,13 @@ impl PlaybookMemory {
     }
 
     /// The boost per worker for one query (see the module docs for the math).
-    pub fn boost(&self, query: &[f32], q: &BoostQuery) -> Result<BoostResult> {
+    ///
+    /// `candidates` are the worker ids the SQL filter let through. When given, only
+    /// playbooks that endorse at least one of them are considered: a playbook that endorses
+    /// none can boost nobody in this result, so it must not take one of the `k` places (the
+    /// spec's own finding: globally ranked playbooks missed the candidate pool). They also
+    /// give `matched`.
+    pub fn boost(&self, query: &[f32], q: &BoostQuery, candidates: Option<&[&str]>) -> Result<BoostResult> {
         if query.len() != self.dim {
             return Err(LakehouseError::invalid(format!("query has {} dimensions, memory holds {}", query.len(), self.dim)));
         }
@@ -453,7 +454,7 @@ impl PlaybookMemory {
             target_role: q.role.clone().unwrap_or_else(|| "?".into()),
             ..Default::default()
         };
-        let candidates: Option<HashSet<&str>> = q.candidates.as_ref().map(|c| c.iter().map(|w| w.trim()).collect());
+        let candidates: Option<FastSet<&str>> = candidates.map(|c| c.iter().map(|w| w.trim()).collect());
         // 1. Geo prefilter (same city and state), narrowed to playbooks that endorse a
         //    candidate when the SQL filter named them; then validity.
         let scope = self.index.scope(q.city.as_deref(), q.state.as_deref());

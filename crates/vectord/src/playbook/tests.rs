@@ -35,7 +35,7 @@ fn boost_matches_the_hand_computed_value() {
     let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
     // An exact role+geo match (similarity 1.0), 15 days old, two workers.
     memory.seed(fill("Welder x2 in Toledo, OH", "Welder", "Toledo", "2026-11-06", &[("1", "Ana"), ("2", "Bo")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-    let result = memory.boost(&unit([0.0, 1.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21")).unwrap();
+    let result = memory.boost(&unit([0.0, 1.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21"), None).unwrap();
     let expected = 1.0 * 0.5 * (-15.0f64 / 30.0).exp() as f32 / 2.0;
     assert_eq!(result.workers.len(), 2);
     assert!((result.workers[0].boost - expected).abs() < 1e-6, "{} vs {expected}", result.workers[0].boost);
@@ -50,11 +50,11 @@ fn a_no_show_halves_the_next_boost_and_survives_restart() {
         let mut memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
         // 30 days old: 0.5 * e^-1 = 0.18, under the cap, so the halving is visible.
         memory.seed(fill("Welder x1 in Toledo", "Welder", "Toledo", "2026-10-22", &[("1", "Ana")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
-        before = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21")).unwrap().workers[0].boost;
+        before = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("Toledo", "Welder", "2026-11-21"), None).unwrap().workers[0].boost;
         assert_eq!(memory.mark_failed("Toledo", "OH", "1", "Ana").unwrap(), 1);
     }
     let memory = PlaybookMemory::open(dir.path(), DIM).unwrap();
-    let after = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("toledo", "welder", "2026-11-21")).unwrap();
+    let after = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &query("toledo", "welder", "2026-11-21"), None).unwrap();
     assert!((after.workers[0].boost - before / 2.0).abs() < 1e-6);
     assert_eq!(after.workers[0].failures, 1);
 }
@@ -88,7 +88,7 @@ fn expired_and_schema_changed_playbooks_never_boost_and_say_why() {
     memory.seed(old_schema, &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
     let mut q = query("Toledo", "Welder", "2026-11-21");
     q.schema_fingerprint = Some("fp-new".into());
-    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, None).unwrap();
     assert!(result.workers.is_empty());
     assert_eq!((result.diagnostics.skipped_expired, result.diagnostics.skipped_schema_changed), (1, 1));
 }
@@ -104,7 +104,7 @@ fn exact_role_matches_fill_half_of_k_and_cosine_fills_the_rest() {
     memory.seed(fill("Welder elsewhere", "Welder", "Akron", "2026-11-05", &[("a1", "A")]), &unit([1.0, 0.0, 0.0, 0.0])).unwrap();
     let mut q = query("Toledo", "Welder", "2026-11-10");
     q.k = 4;
-    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, None).unwrap();
     assert_eq!(result.diagnostics.exact_matches, 2, "exact matches fill half of k");
     assert_eq!(result.diagnostics.sources, 4);
     let exact: Vec<_> = result.workers.iter().filter(|w| w.citations[0].exact_match).collect();
@@ -137,17 +137,17 @@ fn with_candidates_only_playbooks_endorsing_one_take_the_k_places() {
     memory.seed(fill("Welder b", "Welder", "Toledo", "2026-11-02", &[("x2", "Y")]), &unit([1.0, 0.1, 0.0, 0.0])).unwrap();
     memory.seed(fill("Welder c", "Welder", "Toledo", "2026-11-03", &[("c1", "C"), ("x3", "Z")]), &unit([0.2, 1.0, 0.0, 0.0])).unwrap();
     let mut q = BoostQuery { state: Some("OH".into()), role: Some("Welder".into()), k: 1, today: "2026-11-10".into(), ..Default::default() };
-    let global = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let global = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, None).unwrap();
     assert_eq!(global.workers.iter().map(|w| w.key.worker_id.as_str()).collect::<Vec<_>>(), ["x1"], "without candidates the top playbook wins");
-    q.candidates = Some(vec!["c1".into(), "nobody".into()]);
-    let scoped = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let candidates = ["c1", "nobody"];
+    let scoped = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, Some(&candidates)).unwrap();
     assert_eq!(scoped.diagnostics.outside_candidates, 2);
     assert_eq!(scoped.diagnostics.matched, 1);
     let ids: Vec<_> = scoped.workers.iter().map(|w| w.key.worker_id.as_str()).collect();
     assert_eq!(ids.len(), 2, "the co-endorsed non-candidate is still boosted: {ids:?}");
     assert!(ids.contains(&"c1"));
     q.candidates_only = true;
-    let only = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let only = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, Some(&candidates)).unwrap();
     assert_eq!(only.workers.iter().map(|w| w.key.worker_id.as_str()).collect::<Vec<_>>(), ["c1"]);
     assert_eq!(only.diagnostics.boosts, 2, "the diagnostics still count every boosted worker");
 }
@@ -161,7 +161,7 @@ fn citations_can_be_cut_while_their_count_is_kept() {
     }
     let mut q = query("Toledo", "Cook", "2026-11-10");
     q.max_citations = Some(2);
-    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q).unwrap();
+    let result = memory.boost(&unit([1.0, 0.0, 0.0, 0.0]), &q, None).unwrap();
     assert_eq!((result.workers[0].citations.len(), result.workers[0].citations_total), (2, 4));
     assert!(result.workers[0].citations[0].contribution >= result.workers[0].citations[1].contribution, "the strongest are kept");
 }
@@ -174,9 +174,8 @@ fn an_update_that_adds_a_worker_makes_the_playbook_findable_through_that_worker(
     memory.seed(fill("Welder x2 in Toledo", "Welder", "Toledo", "2026-11-05", &[("1", "Ana")]), &v).unwrap();
     memory.seed(fill("Welder x2 in Toledo", "Welder", "Toledo", "2026-11-05", &[("2", "Bo")]), &v).unwrap();
     let mut q = query("Toledo", "Welder", "2026-11-10");
-    q.candidates = Some(vec!["2".into()]);
     q.candidates_only = true;
-    let found = memory.boost(&v, &q).unwrap();
+    let found = memory.boost(&v, &q, Some(&["2"])).unwrap();
     assert_eq!(found.workers.iter().map(|w| w.key.worker_id.as_str()).collect::<Vec<_>>(), ["2"]);
 }
 
@@ -205,7 +204,7 @@ proptest! {
         for _ in 0..failures {
             memory.mark_failed("Toledo", "OH", "target", "T").unwrap();
         }
-        let result = memory.boost(&qv, &query("Toledo", "Welder", "2026-11-21")).unwrap();
+        let result = memory.boost(&qv, &query("Toledo", "Welder", "2026-11-21"), None).unwrap();
         let target = result.workers.iter().find(|w| w.key.worker_id == "target");
         let got = target.map(|w| w.boost).unwrap_or(0.0);
         prop_assert!(got <= BOOST_CAP);
@@ -243,14 +242,15 @@ proptest! {
             q.city = None;
         }
         let probe = unit([0.5, 0.2, -0.1, 0.3]);
-        let before = memory.boost(&probe, &q).unwrap();
+        let before = memory.boost(&probe, &q, None).unwrap();
         let reopened = PlaybookMemory::open(dir.path(), DIM).unwrap();
-        let after = reopened.boost(&probe, &q).unwrap();
+        let after = reopened.boost(&probe, &q, None).unwrap();
         let summary = |r: &BoostResult| r.workers.iter().map(|w| (w.key.clone(), w.boost, w.citations_total)).collect::<Vec<_>>();
         prop_assert_eq!(summary(&before), summary(&after));
         prop_assert_eq!(&before.line, &after.line);
-        q.candidates = Some((0..5).map(|w| format!("w{w}")).collect());
-        let all = memory.boost(&probe, &q).unwrap();
+        let everyone: Vec<String> = (0..5).map(|w| format!("w{w}")).collect();
+        let everyone: Vec<&str> = everyone.iter().map(String::as_str).collect();
+        let all = memory.boost(&probe, &q, Some(&everyone)).unwrap();
         prop_assert_eq!(summary(&before), summary(&all));
         prop_assert_eq!(all.diagnostics.outside_candidates, 0);
     }
