@@ -9,7 +9,7 @@ use arrow_pyarrow::PyArrowType;
 use lakehouse_catalogd::{Catalog, Lineage, Manifest, TableStats};
 use pyo3::prelude::*;
 
-use crate::convert::{from_py, to_py};
+use crate::convert::{from_py, locked, to_py};
 use crate::errors::IntoPyResult;
 
 #[pyclass(name = "Catalog", module = "lakehouse._core")]
@@ -31,8 +31,10 @@ fn optional_manifest<'py>(py: Python<'py>, m: Option<&Manifest>) -> PyResult<Opt
 }
 
 impl PyCatalog {
-    fn with<T>(&self, f: impl FnOnce(&mut Catalog) -> T) -> T {
-        f(&mut self.inner.lock().expect("catalog lock"))
+    /// Run `f` on the catalog through [`locked`]: never awaited with the GIL held, and
+    /// results become Python objects only after the lock is dropped.
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut Catalog) -> T + Send) -> T {
+        locked(py, &self.inner, f)
     }
 }
 
@@ -44,27 +46,31 @@ impl PyCatalog {
     }
 
     fn get<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.with(|c| c.get(name).py().and_then(|m| manifest_py(py, m)))
+        let m = self.with(py, |c| c.get(name).cloned()).py()?;
+        manifest_py(py, &m)
     }
 
     fn get_live<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.with(|c| optional_manifest(py, c.get_live(name)))
+        let m = self.with(py, |c| c.get_live(name).cloned());
+        optional_manifest(py, m.as_ref())
     }
 
     /// Raise `SchemaConflict` if `schema` differs from the registered one; return the
     /// live manifest (or None for a new name). Writes nothing.
     fn check<'py>(&self, py: Python<'py>, name: &str, schema: PyArrowType<Schema>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.with(|c| c.check(name, &schema.0).py().and_then(|m| optional_manifest(py, m)))
+        let m = self.with(py, |c| c.check(name, &schema.0).map(|m| m.cloned())).py()?;
+        optional_manifest(py, m.as_ref())
     }
 
     #[pyo3(signature = (include_tombstoned=false))]
     fn list<'py>(&self, py: Python<'py>, include_tombstoned: bool) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        self.with(|c| c.list(include_tombstoned).into_iter().map(|m| manifest_py(py, m)).collect())
+        let all: Vec<Manifest> = self.with(py, |c| c.list(include_tombstoned).into_iter().cloned().collect());
+        all.iter().map(|m| manifest_py(py, m)).collect()
     }
 
     #[pyo3(signature = (include_tombstoned=false))]
-    fn names(&self, include_tombstoned: bool) -> Vec<String> {
-        self.with(|c| c.list(include_tombstoned).into_iter().map(|m| m.name.clone()).collect())
+    fn names(&self, py: Python<'_>, include_tombstoned: bool) -> Vec<String> {
+        self.with(py, |c| c.list(include_tombstoned).into_iter().map(|m| m.name.clone()).collect())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -81,51 +87,52 @@ impl PyCatalog {
     ) -> PyResult<Bound<'py, PyAny>> {
         let lineage: Lineage = from_py(lineage)?;
         let stats = TableStats { row_count: Some(row_count), size_bytes: Some(size_bytes), version };
-        let m = self.with(|c| c.register(name, &schema.0, stats, lineage, replace)).py()?;
+        let m = self.with(py, |c| c.register(name, &schema.0, stats, lineage, replace)).py()?;
         manifest_py(py, &m)
     }
 
     fn update_stats<'py>(&self, py: Python<'py>, name: &str, row_count: u64, version: i64, size_bytes: u64) -> PyResult<Bound<'py, PyAny>> {
         let stats = TableStats { row_count: Some(row_count), size_bytes: Some(size_bytes), version };
-        let m = self.with(|c| c.update_stats(name, stats)).py()?;
+        let m = self.with(py, |c| c.update_stats(name, stats)).py()?;
         manifest_py(py, &m)
     }
 
     fn tombstone<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.with(|c| c.tombstone(name)).py()?;
+        let m = self.with(py, |c| c.tombstone(name)).py()?;
         manifest_py(py, &m)
     }
 
     fn restore<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.with(|c| c.restore(name)).py()?;
+        let m = self.with(py, |c| c.restore(name)).py()?;
         manifest_py(py, &m)
     }
 
     fn dedupe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let report = self.with(|c| c.dedupe()).py()?;
+        let report = self.with(py, |c| c.dedupe()).py()?;
         to_py(py, &report)
     }
 
     fn mark_embeddings_stale<'py>(&self, py: Python<'py>, name: &str, stale: bool) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.with(|c| c.mark_embeddings_stale(name, stale)).py()?;
+        let m = self.with(py, |c| c.mark_embeddings_stale(name, stale)).py()?;
         manifest_py(py, &m)
     }
 
     fn record_embedded<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.with(|c| c.record_embedded(name)).py()?;
+        let m = self.with(py, |c| c.record_embedded(name)).py()?;
         manifest_py(py, &m)
     }
 
     fn set_tags<'py>(&self, py: Python<'py>, name: &str, sensitivity: &str, column_tags: BTreeMap<String, String>) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.with(|c| c.set_tags(name, sensitivity, column_tags)).py()?;
+        let m = self.with(py, |c| c.set_tags(name, sensitivity, column_tags)).py()?;
         manifest_py(py, &m)
     }
 
     fn seen_hash<'py>(&self, py: Python<'py>, hash: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.with(|c| c.seen_hash(hash).map(|s| to_py(py, s)).transpose())
+        let seen = self.with(py, |c| c.seen_hash(hash).cloned());
+        seen.map(|s| to_py(py, &s)).transpose()
     }
 
-    fn record_hash(&self, hash: &str, dataset: &str, version: i64) -> PyResult<()> {
-        self.with(|c| c.record_hash(hash, dataset, version)).py()
+    fn record_hash(&self, py: Python<'_>, hash: &str, dataset: &str, version: i64) -> PyResult<()> {
+        self.with(py, |c| c.record_hash(hash, dataset, version)).py()
     }
 }

@@ -100,3 +100,12 @@ pub fn pii_scan<'py>(py: Python<'py>, sample: &Bound<'py, PyAny>) -> PyResult<Bo
     value["column_labels"] = serde_json::to_value(report.column_labels()).unwrap_or_default();
     json_to_py(py, &value)
 }
+
+/// Run `f` on the value behind `mutex` with the GIL released: the lock is never awaited
+/// while holding the GIL, and callers convert the result to Python only after it is
+/// dropped. Holding a lock while building Python objects can deadlock: Python may hand
+/// the GIL to another thread mid-conversion, and if that thread then waits for the same
+/// lock while holding the GIL, neither moves. Every lock in the bindings goes through here.
+pub fn locked<T: Send, R: Send>(py: Python<'_>, mutex: &std::sync::Mutex<T>, f: impl FnOnce(&mut T) -> R + Send) -> R {
+    py.detach(|| f(&mut mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)))
+}

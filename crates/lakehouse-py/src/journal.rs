@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use lakehouse_journald::{EventFilter, Journal, NewEvent};
 use pyo3::prelude::*;
 
-use crate::convert::{from_py, to_py};
+use crate::convert::{from_py, locked, to_py};
 use crate::errors::IntoPyResult;
 
 #[pyclass(name = "Journal", module = "lakehouse._core")]
@@ -24,7 +24,7 @@ impl PyJournal {
     /// Append `{"actor", "operation", "dataset", "details"}`; returns the stored event.
     fn append<'py>(&self, py: Python<'py>, event: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let new: NewEvent = from_py(event)?;
-        let stored = self.inner.lock().expect("journal lock").append(new).py()?;
+        let stored = locked(py, &self.inner, |j| j.append(new)).py()?;
         to_py(py, &stored)
     }
 
@@ -42,7 +42,7 @@ impl PyJournal {
         let filter = EventFilter { dataset, actor, operation, limit, ..Default::default() }
             .parse_times(since.as_deref(), until.as_deref())
             .py()?;
-        let events = self.inner.lock().expect("journal lock").query(&filter);
+        let events = locked(py, &self.inner, |j| j.query(&filter));
         to_py(py, &events)
     }
 }

@@ -17,7 +17,7 @@ use lakehouse_vectord::{CachedEmbedder, EmbeddingCache, HnswIndex, HnswParams, I
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::convert::{from_py, to_py};
+use crate::convert::{from_py, locked, to_py};
 use crate::errors::IntoPyResult;
 
 fn floats(bytes: &[u8]) -> PyResult<Vec<f32>> {
@@ -211,33 +211,36 @@ impl PyIndexRegistry {
     }
 
     fn active<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.lock().expect("registry lock").active())
+        let value = locked(py, &self.inner, |r| r.active().cloned());
+        to_py(py, &value)
     }
 
     fn versions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.lock().expect("registry lock").versions())
+        let value = locked(py, &self.inner, |r| r.versions().to_vec());
+        to_py(py, &value)
     }
 
     fn history<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.lock().expect("registry lock").history())
+        let value = locked(py, &self.inner, |r| r.history().to_vec());
+        to_py(py, &value)
     }
 
-    fn next_version(&self) -> u64 {
-        self.inner.lock().expect("registry lock").next_version()
+    fn next_version(&self, py: Python<'_>) -> u64 {
+        locked(py, &self.inner, |r| r.next_version())
     }
 
-    fn register(&self, version: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn register(&self, py: Python<'_>, version: &Bound<'_, PyAny>) -> PyResult<()> {
         let version: IndexVersion = from_py(version)?;
-        self.inner.lock().expect("registry lock").register(version).py()
+        locked(py, &self.inner, |r| r.register(version)).py()
     }
 
     fn promote<'py>(&self, py: Python<'py>, version: u64, actor: &str, reason: &str) -> PyResult<Bound<'py, PyAny>> {
-        let promotion = self.inner.lock().expect("registry lock").promote(version, actor, reason).py()?;
+        let promotion = locked(py, &self.inner, |r| r.promote(version, actor, reason)).py()?;
         to_py(py, &promotion)
     }
 
     fn rollback<'py>(&self, py: Python<'py>, actor: &str) -> PyResult<Bound<'py, PyAny>> {
-        let promotion = self.inner.lock().expect("registry lock").rollback(actor).py()?;
+        let promotion = locked(py, &self.inner, |r| r.rollback(actor)).py()?;
         to_py(py, &promotion)
     }
 }
@@ -292,25 +295,25 @@ impl PyPlaybookMemory {
         Ok(Self { inner: Mutex::new(PlaybookMemory::open(&dir, dim).py()?) })
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.lock().expect("playbook lock").len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        locked(py, &self.inner, |m| m.len())
     }
 
     /// Returns (op: "ADD" | "UPDATE" | "NOOP", playbook dict).
     fn seed<'py>(&self, py: Python<'py>, playbook: &Bound<'py, PyAny>, embedding_le: &[u8]) -> PyResult<(String, Bound<'py, PyAny>)> {
         let new: NewPlaybook = from_py(playbook)?;
         let embedding = floats(embedding_le)?;
-        let (op, stored) = py.detach(|| self.inner.lock().expect("playbook lock").seed(new, &embedding)).py()?;
+        let (op, stored) = locked(py, &self.inner, |m| m.seed(new, &embedding)).py()?;
         Ok((to_py(py, &op)?.extract()?, to_py(py, &stored)?))
     }
 
-    fn delete(&self, id: &str) -> PyResult<String> {
-        self.inner.lock().expect("playbook lock").delete(id).py()?;
+    fn delete(&self, py: Python<'_>, id: &str) -> PyResult<String> {
+        locked(py, &self.inner, |m| m.delete(id)).py()?;
         Ok("DELETE".into())
     }
 
-    fn mark_failed(&self, city: &str, state: &str, worker_id: &str, name: &str) -> PyResult<u32> {
-        self.inner.lock().expect("playbook lock").mark_failed(city, state, worker_id, name).py()
+    fn mark_failed(&self, py: Python<'_>, city: &str, state: &str, worker_id: &str, name: &str) -> PyResult<u32> {
+        locked(py, &self.inner, |m| m.mark_failed(city, state, worker_id, name)).py()
     }
 
     /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}. The candidate
@@ -327,12 +330,11 @@ impl PyPlaybookMemory {
         let query = floats(query_le)?;
         let request: BoostQuery = from_py(request)?;
         let candidates = candidates.map(|c| as_strings(c.0)).transpose()?;
-        let result = py
-            .detach(|| {
-                let ids: Option<Vec<&str>> = candidates.as_ref().map(|c| c.iter().flatten().collect());
-                self.inner.lock().expect("playbook lock").boost(&query, &request, ids.as_deref())
-            })
-            .py()?;
+        let result = locked(py, &self.inner, |m| {
+            let ids: Option<Vec<&str>> = candidates.as_ref().map(|c| c.iter().flatten().collect());
+            m.boost(&query, &request, ids.as_deref())
+        })
+        .py()?;
         to_py(py, &result)
     }
 
@@ -347,19 +349,18 @@ impl PyPlaybookMemory {
         role: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let query = floats(query_le)?;
-        let found = py.detach(|| {
-            self.inner.lock().expect("playbook lock").similar(&query, k, city.as_deref(), state.as_deref(), role.as_deref())
-        });
+        let found = locked(py, &self.inner, |m| m.similar(&query, k, city.as_deref(), state.as_deref(), role.as_deref()));
         to_py(py, &found)
     }
 
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        to_py(py, &self.inner.lock().expect("playbook lock").entries())
+        let entries = locked(py, &self.inner, |m| m.entries().to_vec());
+        to_py(py, &entries)
     }
 
     fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let memory = self.inner.lock().expect("playbook lock");
-        let rows: Vec<_> = memory.failures().iter().map(|(k, n)| serde_json::json!({"worker": k, "failures": n})).collect();
+        let rows: Vec<_> =
+            locked(py, &self.inner, |m| m.failures().iter().map(|(k, n)| serde_json::json!({"worker": k, "failures": n})).collect());
         to_py(py, &rows)
     }
 
@@ -384,24 +385,21 @@ impl PyEmbeddingCache {
         Ok(Self { inner: Mutex::new(EmbeddingCache::open(&dir, model_id, dim).py()?) })
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.lock().expect("embedding cache lock").len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        locked(py, &self.inner, |c| c.len())
     }
 
     /// (float32 bytes of len(texts) x dim with zeros where missing, hit flags).
     fn lookup<'py>(&self, py: Python<'py>, texts: Vec<String>) -> (Bound<'py, PyBytes>, Vec<bool>) {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let (vectors, hits) = self.inner.lock().expect("embedding cache lock").lookup(&refs);
+        let (vectors, hits) = locked(py, &self.inner, |c| c.lookup(&refs));
         (float_bytes(py, &vectors), hits)
     }
 
     /// Store vectors (len(texts) x dim float32 bytes) durably; known texts are skipped.
     fn insert(&self, py: Python<'_>, texts: Vec<String>, vectors_le: &[u8]) -> PyResult<()> {
         let vectors = floats(vectors_le)?;
-        py.detach(|| {
-            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-            self.inner.lock().expect("embedding cache lock").insert_texts(&refs, &vectors)
-        })
-        .py()
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        locked(py, &self.inner, |c| c.insert_texts(&refs, &vectors)).py()
     }
 }
