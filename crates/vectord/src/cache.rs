@@ -99,33 +99,6 @@ pub fn content_key(model_id: &str, text: &str) -> ContentKey {
     hasher.finalize().into()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vectors_survive_reopen_and_a_torn_tail_is_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
-        let (a, b) = (cache.key("a"), cache.key("b"));
-        cache.insert(&[a, b], &[1.0, 0.0, 0.0, 1.0]).unwrap();
-        // Simulate a crash halfway through the next record.
-        let path = cache.path.clone();
-        drop(cache);
-        OpenOptions::new().append(true).open(&path).unwrap().write_all(&[7u8; 20]).unwrap();
-        let cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
-        assert_eq!(cache.len(), 2);
-        assert_eq!(cache.get(&b), Some(&[0.0f32, 1.0][..]));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * (32 + 8));
-    }
-
-    #[test]
-    fn the_same_text_under_another_model_is_another_key() {
-        assert_ne!(content_key("m1", "welder"), content_key("m2", "welder"));
-        assert_eq!(content_key("m1", "welder"), content_key("m1", "welder"));
-    }
-}
-
 /// What one [`CachedEmbedder::embed`] call did: how many texts came from the cache.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct EmbedStats {
@@ -217,5 +190,32 @@ impl CachedEmbedder {
         }
         let stats = EmbedStats { texts: texts.len(), cache_hits: texts.len() - missing.len(), embedded: missing.len() };
         Ok((out, stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_survive_reopen_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
+        let (a, b) = (cache.key("a"), cache.key("b"));
+        cache.insert(&[a, b], &[1.0, 0.0, 0.0, 1.0]).unwrap();
+        // Simulate a crash halfway through the next record.
+        let path = cache.path.clone();
+        drop(cache);
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(&[7u8; 20]).unwrap();
+        let cache = EmbeddingCache::open(dir.path(), "m", 2).unwrap();
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.get(&b), Some(&[0.0f32, 1.0][..]));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * (32 + 8));
+    }
+
+    #[test]
+    fn the_same_text_under_another_model_is_another_key() {
+        assert_ne!(content_key("m1", "welder"), content_key("m2", "welder"));
+        assert_eq!(content_key("m1", "welder"), content_key("m1", "welder"));
     }
 }

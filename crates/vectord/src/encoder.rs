@@ -47,8 +47,7 @@ fn default_activation() -> String {
 }
 
 /// The arithmetic of the matrix products.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// bf16 where the CPU has AVX512-BF16, f32 elsewhere.
     #[default]

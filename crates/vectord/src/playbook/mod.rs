@@ -569,7 +569,7 @@ impl PlaybookMemory {
         let city = city.map(norm);
         let pool: Vec<u32> = self
             .index
-            .members(self.index.scope(city.as_deref().filter(|_| state.is_some()), state))
+            .members(self.index.scope(city.as_deref(), state))
             .into_iter()
             .filter(|&i| {
                 // A city without a state still narrows (by name, in any state).
