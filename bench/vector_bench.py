@@ -739,7 +739,7 @@ class StepTimer:
     (an instance attribute shadows the class's method) and `HnswBackend.extend`, and puts
     everything back on `restore()`. The product's code is unchanged."""
 
-    STEPS = ("_read_chunks", "_embed_with_progress", "_write_chunks", "_store_embeddings", "promote", "_load_version",
+    STEPS = ("_read_chunks", "_read_appended", "_embed_with_progress", "_write_chunks", "_store_embeddings", "promote", "_load_version",
              "_mark_embedded")
 
     def __init__(self, manager: Any):

@@ -63,6 +63,19 @@ def test_time_travel_by_version_and_timestamp(lh):
         lh.sql_as_of(count, "workers", version=99)
 
 
+def test_rows_appended_since_a_version_are_read_alone_until_a_commit_rewrites_files(lh):
+    lh.ingest_table(workers_table(4), "workers")
+    since = lh.dataset("workers")["version"]
+    ids = "SELECT worker_id FROM workers ORDER BY worker_id"
+    assert lh.sql_appended_since(ids, "workers", since).num_rows == 0
+    lh.ingest_table(workers_table(2, start=10), "workers")
+    lh.ingest_table(workers_table(1, start=20), "workers")
+    assert lh.sql_appended_since(ids, "workers", since).column("worker_id").to_pylist() == [10, 11, 20]
+    lh.update_rows("workers", "worker_id", 2, {"name": "Renamed"})
+    assert lh.sql_appended_since(ids, "workers", since) is None, "an update rewrote a file: only a full read can tell"
+    assert lh.sql_appended_since(ids, "workers", 99) is None, "a version that never existed is no base"
+
+
 def test_hot_cache_pins_small_tables_and_never_serves_stale_rows(lh):
     lh.ingest_table(workers_table(3), "workers")
     for _ in range(3):

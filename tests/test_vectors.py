@@ -69,7 +69,7 @@ def test_refresh_embeds_only_new_rows_and_clears_the_stale_flag(indexed: Lakehou
     indexed.ingest_table(profiles_table(new), "workers")
     assert indexed.dataset("workers")["embeddings_stale"] is True
     result = indexed.vectors.refresh("workers")
-    assert (result["status"], result["embedded"], result["version"]) == ("refreshed", 2, 2)
+    assert (result["status"], result["embedded"], result["version"], result["rows"]) == ("refreshed", 2, 2, 10)
     assert indexed.dataset("workers")["embeddings_stale"] is False
     assert top_doc(indexed, "scuba diving welder") == "w9"
     again = indexed.vectors.refresh("workers")
@@ -156,6 +156,22 @@ def test_embeddings_store_is_a_table_pyarrow_can_read(indexed: Lakehouse):
     row = table.filter(pads.field("doc_id") == "w1").to_pylist()[0]
     assert row["chunk_id"] == "w1#0" and row["model"] == "all-MiniLM-L6-v2"
     assert abs(np.linalg.norm(np.array(row["vector"])) - 1.0) < 1e-4
+
+
+def test_filtered_search_ranks_exactly_from_the_contiguous_rows_of_every_version(indexed: Lakehouse):
+    store = pads.dataset(list(indexed.vectors.embeddings_location("workers").glob("*.parquet")), format="parquet").to_table()
+    vectors = {r["doc_id"]: np.array(r["vector"], np.float32) for r in store.to_pylist()}
+    query = indexed.vectors.embed_query("warehouse or kitchen work")
+    allowed = ["w2", "w5", "w6", "w8", "w9-unknown"]
+    expected = sorted((d for d in allowed if d in vectors), key=lambda d: -float(vectors[d] @ query))
+    assert indexed.vectors.active("workers").backend._inner.rows_held == len(PROFILES), "the exact path must not ask usearch per key"
+    result = indexed.vectors.search("workers", query, 4, doc_ids=pa.array(allowed))
+    assert result["path"] == "exact" and [h["doc_id"] for h in result["hits"]] == expected
+    indexed.ingest_table(profiles_table([("w9", "Cook", "Prep cook, dish pit, kitchen cleaning")]), "workers")
+    indexed.vectors.refresh("workers")  # a segment over the same graph: its rows are shared, the new one is in the segment
+    assert indexed.vectors.active("workers").backend._inner.rows_held == len(PROFILES)
+    hits = indexed.vectors.search("workers", "kitchen cleaning", 2, doc_ids=pa.array(["w9", "w5", "w1"]))["hits"]
+    assert [h["doc_id"] for h in hits] == ["w9", "w5"]
 
 
 def test_long_texts_are_chunked_and_found_by_any_chunk(lh: Lakehouse):

@@ -291,6 +291,17 @@ class Lakehouse:
         ts = timestamp.isoformat() if isinstance(timestamp, datetime) else timestamp
         return self._paired_with_rescue_flag(self._query.sql_as_of, query, dataset, version, ts)
 
+    def sql_appended_since(self, query: str, dataset: str, version: int) -> pa.Table | None:
+        """Run `query` over only the rows appended to `dataset` since `version`, or return
+        None when a later commit did more than append (update, delete, overwrite,
+        compaction), so the caller knows to read everything."""
+        answer = self._query.sql_appended_since(query, dataset, version)
+        if answer is None:
+            return None
+        table, rescued = answer
+        self._last_query.rescue_used = rescued
+        return table
+
     def _paired_with_rescue_flag(self, run, *args: Any) -> pa.Table:
         try:
             table, rescued = run(*args)

@@ -35,6 +35,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::table_hash, m)?)?;
     m.add_function(wrap_pyfunction!(convert::pii_scan, m)?)?;
     m.add_function(wrap_pyfunction!(vectors::chunk_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(vectors::first_chunk_keys, m)?)?;
     m.add_function(wrap_pyfunction!(vectors::chunk_documents, m)?)?;
     Ok(())
 }

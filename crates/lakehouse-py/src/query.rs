@@ -53,6 +53,14 @@ impl PyQueryEngine {
         Ok((table_to_py(py, result.schema, result.batches)?, result.rescue_used))
     }
 
+    /// `(table, rescue flag)` of `sql` over the rows of `dataset` appended since
+    /// `version`, or None when later commits did more than append.
+    fn sql_appended_since<'py>(&self, py: Python<'py>, sql: String, dataset: String, version: i64) -> PyResult<Option<(Bound<'py, PyAny>, bool)>> {
+        let engine = self.inner.clone();
+        let result = block_on(py, async move { engine.sql_appended_since(&sql, &dataset, version).await }).py()?;
+        result.map(|r| Ok((table_to_py(py, r.schema, r.batches)?, r.rescue_used))).transpose()
+    }
+
     fn last_rescue_used(&self) -> bool {
         self.inner.last_rescue_used()
     }

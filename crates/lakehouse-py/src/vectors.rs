@@ -104,12 +104,15 @@ impl PyHnswIndex {
         Ok(Self { inner: LayeredIndex::from_graph(graph) })
     }
 
-    /// Open a saved graph; `segment` is the file of rows a refresh put on top of it.
+    /// Open a saved graph; `segment` is the file of rows a refresh put on top of it;
+    /// `keys_le` (the version's keys), for a mapped graph, the vectors its exact scans keep
+    /// in one matrix.
     #[staticmethod]
-    #[pyo3(signature = (path, mmap, params, segment=None))]
-    fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>, segment: Option<PathBuf>) -> PyResult<Self> {
+    #[pyo3(signature = (path, mmap, params, segment=None, keys_le=None))]
+    fn open(py: Python<'_>, path: PathBuf, mmap: bool, params: &Bound<'_, PyAny>, segment: Option<PathBuf>, keys_le: Option<&[u8]>) -> PyResult<Self> {
         let params: HnswParams = from_py(params)?;
-        let inner = py.detach(|| LayeredIndex::open(&path, segment.as_deref(), mmap, params)).py()?;
+        let keys: Option<Vec<u64>> = keys_le.map(keys).transpose()?;
+        let inner = py.detach(|| LayeredIndex::open(&path, segment.as_deref(), mmap, params, keys.as_deref())).py()?;
         Ok(Self { inner })
     }
 
@@ -134,6 +137,12 @@ impl PyHnswIndex {
     #[getter]
     fn segment_rows(&self) -> usize {
         self.inner.segment_rows()
+    }
+
+    /// Vectors the exact scans read from the contiguous copy (0: they ask usearch per key).
+    #[getter]
+    fn rows_held(&self) -> usize {
+        self.inner.graph().rows_held()
     }
 
     /// The SIMD kernels the engine uses on this CPU, for diagnostics and benchmarks.
@@ -250,6 +259,18 @@ impl PyIndexRegistry {
 pub fn chunk_keys<'py>(py: Python<'py>, chunk_ids: Vec<String>) -> Bound<'py, PyBytes> {
     let raw: Vec<u8> = py.detach(|| chunk_ids.iter().flat_map(|id| lakehouse_vectord::chunk::chunk_key(id).to_le_bytes()).collect());
     PyBytes::new(py, &raw)
+}
+
+/// Keys of the first chunk of each document id in an Arrow string array (uint64 LE
+/// bytes; a null id maps to key 0, which no chunk has): the hybrid path's candidate
+/// keys, without a Python string per candidate.
+#[pyfunction]
+pub fn first_chunk_keys<'py>(py: Python<'py>, doc_ids: PyArrowType<ArrayData>) -> PyResult<Bound<'py, PyBytes>> {
+    let doc_ids = as_strings(doc_ids.0)?;
+    let raw: Vec<u8> = py.detach(|| {
+        doc_ids.iter().flat_map(|id| id.map_or(0, lakehouse_vectord::chunk::first_chunk_key).to_le_bytes()).collect()
+    });
+    Ok(PyBytes::new(py, &raw))
 }
 
 /// Any Arrow string-like array (utf8, large utf8, utf8 view, dictionary...) as utf8.

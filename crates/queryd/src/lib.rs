@@ -6,7 +6,8 @@
 //! - [`cache`] pins small, frequently read tables in memory, keyed by table version
 //!   so a write can never serve stale rows.
 //! - Time travel: `sql_as_of` runs a query with one dataset read at an older version
-//!   or point in time.
+//!   or point in time; `sql_appended_since` with one dataset narrowed to the rows
+//!   appended after a version.
 
 pub mod cache;
 pub mod guard;
@@ -119,6 +120,33 @@ impl QueryEngine {
         let rescue_used = historic.rescue_used || self.any_rescued(&referenced);
         self.last_rescue_used.store(rescue_used, Ordering::Relaxed);
         run(&ctx, sql, rescue_used).await
+    }
+
+    /// Run `sql` with `dataset` narrowed to the rows appended since its `version` (the
+    /// files later commits added). `None` when a later commit removed or rewrote files:
+    /// then the caller must read everything. A vector refresh reads only what it must
+    /// embed this way, instead of the whole dataset.
+    pub async fn sql_appended_since(&self, sql: &str, dataset: &str, version: i64) -> Result<Option<QueryResult>> {
+        let referenced = guard::check_read_only(sql)?;
+        let Some(added) = self.store.appended_since(dataset, version).await? else { return Ok(None) };
+        let open = self.store.latest(dataset).await?;
+        let ctx = new_context(self.ctx.state().config().target_partitions());
+        open.table.update_datafusion_session(&ctx.state()).map_err(df_err)?;
+        let appended = open
+            .table
+            .table_provider()
+            .with_session(Arc::new(ctx.state()))
+            .with_file_paths(added)
+            .await
+            .map_err(df_err)?;
+        let tables = self.tables.lock().expect("tables").clone();
+        for (name, reg) in tables.iter().filter(|(n, _)| n.as_str() != dataset) {
+            ctx.register_table(quoted(name), reg.provider.clone()).map_err(df_err)?;
+        }
+        ctx.register_table(quoted(dataset), appended).map_err(df_err)?;
+        let rescue_used = open.rescue_used || self.any_rescued(&referenced);
+        self.last_rescue_used.store(rescue_used, Ordering::Relaxed);
+        run(&ctx, sql, rescue_used).await.map(Some)
     }
 
     pub fn last_rescue_used(&self) -> bool {

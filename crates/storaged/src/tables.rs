@@ -241,6 +241,25 @@ impl TableStore {
         self.read_with_rescue(name, move |mut t| async move { t.load_with_datetime(at).await.map(|_| t) }).await
     }
 
+    /// The files commits after `version` added, when those commits only added files (pure
+    /// appends): then the rows appended since `version` are exactly those files' rows.
+    /// `None` when a later commit removed or rewrote a file (update, delete, overwrite,
+    /// compaction): only a full read can tell what changed then.
+    pub async fn appended_since(&self, name: &str, version: i64) -> Result<Option<Vec<String>>> {
+        let now = file_set(&self.latest(name).await?.table);
+        // A version that cannot be read back (the log was cleaned, or the dataset was
+        // recreated and numbers restarted) is no base for a diff: the caller reads all,
+        // and that read reports any real storage failure.
+        let Ok(then) = self.at_version(name, version).await else { return Ok(None) };
+        let then = file_set(&then.table);
+        if !then.is_subset(&now) {
+            return Ok(None);
+        }
+        let mut added: Vec<String> = now.difference(&then).cloned().collect();
+        added.sort();
+        Ok(Some(added))
+    }
+
     /// Drop cached handles so the next read reloads from storage (used after a
     /// bucket recovers, and by tests that damage the primary).
     pub fn forget(&self, name: Option<&str>) {

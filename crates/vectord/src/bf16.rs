@@ -266,7 +266,11 @@ mod tests {
             blocks in 1usize..7,
             seed in any::<u64>(),
         ) {
-            prop_assume!(available());
+            if !available() {
+                // Nothing to check on a CPU without AVX512-BF16 (the encoder never packs
+                // there). Not prop_assume!: rejecting every case fails the whole test.
+                return Ok(());
+            }
             let output = blocks * LANES;
             let mut state = seed | 1;
             let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };

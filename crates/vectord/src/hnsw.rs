@@ -3,12 +3,14 @@
 //! either loaded into memory (appendable) or memory-mapped (read-only, instant).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
 use usearch::ffi::{IndexOptions, MetricKind, ScalarKind};
 use usearch::Index;
 
+use crate::rows::{self, RowStore};
 use crate::segment::Segment;
 
 /// How vectors are stored inside the graph. f16 halves memory, i8 quarters it; the
@@ -71,6 +73,9 @@ pub struct HnswIndex {
     params: HnswParams,
     read_only: bool,
     slots: SearchSlots,
+    /// The vectors in one contiguous matrix, for exact scans; only on read-only (mapped)
+    /// versions, whose vectors cannot change under it.
+    rows: Option<Arc<RowStore>>,
 }
 
 /// A counting semaphore over usearch's search contexts.
@@ -132,7 +137,7 @@ impl HnswIndex {
         };
         let index = Index::new(&options).map_err(|e| engine_error("create", e))?;
         index.reserve_capacity_and_threads(0, SEARCH_SLOTS).map_err(|e| engine_error("reserve", e))?;
-        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS) })
+        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None })
     }
 
     /// Build from row-major `vectors` on `threads` threads (usearch inserts concurrently).
@@ -217,7 +222,24 @@ impl HnswIndex {
             ScalarKind::I8 => Quantization::I8,
             _ => Quantization::F32,
         };
-        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots) })
+        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots), rows: None })
+    }
+
+    /// Give this read-only version the contiguous copy of `keys`' vectors that exact scans
+    /// read (shared with every other open version of the file at `path`; see `rows.rs`).
+    /// A loaded, appendable graph keeps asking usearch: its vectors may change.
+    pub fn attach_rows(&mut self, path: &Path, keys: &[u64]) -> Result<()> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        self.rows = Some(rows::shared(path, || RowStore::gather(self, keys, threads))?);
+        Ok(())
+    }
+
+    /// Vectors held in the contiguous copy (0 without one).
+    pub fn rows_held(&self) -> usize {
+        self.rows.as_ref().map_or(0, |rows| rows.len())
     }
 
     pub fn len(&self) -> usize {
@@ -247,11 +269,16 @@ impl HnswIndex {
 
     /// The stored vector of `key` (dequantised), if present.
     pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
-        let mut buffer = vec![0f32; self.dim];
-        match self.index.get(key, &mut buffer) {
-            Ok(n) if n > 0 => Some(buffer),
-            _ => None,
+        if let Some(row) = self.rows.as_ref().and_then(|rows| rows.vector(key)) {
+            return Some(row.to_vec());
         }
+        let mut buffer = vec![0f32; self.dim];
+        self.copy_vector(key, &mut buffer).then_some(buffer)
+    }
+
+    /// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
+    pub(crate) fn copy_vector(&self, key: u64, out: &mut [f32]) -> bool {
+        matches!(self.index.get(key, out), Ok(n) if n > 0)
     }
 
     /// Approximate top-`k` by graph traversal; `beam` widens the search beyond ef_search.
@@ -282,17 +309,27 @@ impl HnswIndex {
         Ok(to_hits(matches, k))
     }
 
-    /// Exact top-`k` among `candidates` (keys absent from the index are skipped).
+    /// Exact top-`k` among `candidates` (keys absent from the index are skipped): over the
+    /// contiguous rows when this version has them, asking usearch per key for the rest.
     pub fn exact_among(&self, query: &[f32], k: usize, candidates: impl Iterator<Item = u64>) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        let (mut hits, rest): (_, Vec<u64>) = match &self.rows {
+            Some(rows) => {
+                let mut elsewhere = Vec::new();
+                (rows.exact_among(query, k, candidates, &mut elsewhere), elsewhere)
+            }
+            None => (Vec::new(), candidates.collect()),
+        };
         let mut buffer = vec![0f32; self.dim];
         let mut top = TopK::new(k);
-        for key in candidates {
-            if matches!(self.index.get(key, &mut buffer), Ok(n) if n > 0) {
+        for key in rest {
+            if self.copy_vector(key, &mut buffer) {
                 top.offer(key, crate::dot(query, &buffer));
             }
         }
-        Ok(top.into_sorted())
+        hits.extend(top.into_sorted());
+        rows::best_first(&mut hits, k);
+        Ok(hits)
     }
 
     /// The query at unit length (the stored vectors are), after checking its dimension.

@@ -22,9 +22,14 @@ impl LayeredIndex {
         Self { graph, segment }
     }
 
-    /// Open a saved graph and, if given, the segment file written over it.
-    pub fn open(graph: &Path, segment: Option<&Path>, mmap: bool, params: HnswParams) -> Result<Self> {
-        let graph = HnswIndex::open(graph, mmap, params)?;
+    /// Open a saved graph and, if given, the segment file written over it. `keys` (the
+    /// version's chunk keys) lets a mapped graph copy their vectors into the contiguous
+    /// store its exact scans read (`rows.rs`).
+    pub fn open(graph_path: &Path, segment: Option<&Path>, mmap: bool, params: HnswParams, keys: Option<&[u64]>) -> Result<Self> {
+        let mut graph = HnswIndex::open(graph_path, mmap, params)?;
+        if let Some(keys) = keys {
+            graph.attach_rows(graph_path, keys)?;
+        }
         let segment = match segment {
             Some(file) => Segment::open(file, graph.dim())?,
             None => Segment::empty(graph.dim()),

@@ -8,6 +8,7 @@
 //! - [`hnsw`]: one usearch HNSW index version (build in parallel, save, memory-map).
 //! - [`layered`]: one index version as callers see it: graph + segment.
 //! - [`segment`]: the small exact layer a refresh writes instead of re-saving the graph.
+//! - [`rows`]: a graph's vectors copied into one matrix, so exact scans read memory in order.
 //! - [`planner`]: exact scan vs filtered HNSW by selectivity; always k results or a shortfall.
 //! - [`registry`]: index versions and the atomically flipped active pointer.
 //! - [`playbook`]: playbook memory: the boost learned from past fills and no-shows.
@@ -56,6 +57,7 @@ pub mod layered;
 pub mod planner;
 pub mod playbook;
 pub mod registry;
+pub mod rows;
 pub mod segment;
 
 pub use cache::{CachedEmbedder, EmbedStats, EmbeddingCache};

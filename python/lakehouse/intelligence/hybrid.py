@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -197,6 +198,10 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     version = (str(manifest.get("id")), int(manifest.get("version", 0)))
     table = quote_ident(q.dataset)
 
+    # The query's embedding does not depend on the filter: it runs beside the SQL (both
+    # release the GIL), so the stage that finishes first waits for the other, not both in turn.
+    embedding = _EMBEDDER_POOL.submit(_timed, lake.vectors.embed_query, q.query)
+
     # 1. SQL filter -> candidate ids.
     t = time.perf_counter()
     centre = None
@@ -209,23 +214,25 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     where = build_where(q, columns, centre, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column),
                         integer_ids=integer_ids)
     if where:
+        # Kept as Arrow: the vector search and the boost key it in the core, with no
+        # Python string per candidate (a broad filter keeps tens of thousands).
         id_column = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"]
-        doc_ids = id_column.to_pylist()
-        sql_matches = len(doc_ids)
+        sql_matches = len(id_column)
     else:
-        id_column, doc_ids = None, None
+        id_column = None
         sql_matches = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py())
     timings["sql_ms"] = (time.perf_counter() - t) * 1000
     if sql_matches == 0:
+        embedding.cancel()
         return _empty(q, timings, started)
 
     # 2. Semantic rank within the candidates.
     t = time.perf_counter()
-    vector = lake.vectors.embed_query(q.query)
-    timings["embed_ms"] = (time.perf_counter() - t) * 1000
+    vector, timings["embed_ms"] = embedding.result()
+    timings["embed_wait_ms"] = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     depth = max(q.k * RERANK_DEPTH, 40)
-    semantic = lake.vectors.search(q.index, vector, depth, doc_ids=doc_ids)
+    semantic = lake.vectors.search(q.index, vector, depth, doc_ids=id_column)
     scores = {h["doc_id"]: h["score"] for h in semantic["hits"]}
     timings["vector_ms"] = (time.perf_counter() - t) * 1000
 
@@ -266,6 +273,17 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         "playbook": diagnostics,
         "latency_ms": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+#: runs query embeddings beside the SQL filter (see `hybrid_search`)
+_EMBEDDER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hybrid-embed")
+
+
+def _timed(fn: Callable[[str], Any], arg: str) -> tuple[Any, float]:
+    """(fn(arg), milliseconds it took)."""
+    started = time.perf_counter()
+    out = fn(arg)
+    return out, (time.perf_counter() - started) * 1000
 
 
 def _empty(q: HybridQuery, timings: dict[str, float], started: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pyarrow as pa
 
 from lakehouse import _core
 
@@ -22,6 +23,13 @@ def chunk_keys(chunk_ids: list[str]) -> np.ndarray:
     """Stable 63-bit keys of chunk ids (the core derives them: first 8 bytes of the
     SHA-256, top bit cleared so every engine that stores signed 64-bit ids agrees)."""
     return np.frombuffer(_core.chunk_keys(list(chunk_ids)), dtype="<u8").astype(np.uint64)
+
+
+def first_chunk_keys(doc_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Keys of `<doc_id>#0` for an Arrow string array of document ids, computed in the
+    core with no Python string per id (a null id gets key 0, which no chunk has)."""
+    column = doc_ids.combine_chunks() if isinstance(doc_ids, pa.ChunkedArray) else doc_ids
+    return np.frombuffer(_core.first_chunk_keys(column), dtype="<u8").astype(np.uint64)
 
 
 def chunk_key(chunk_id: str) -> int:
@@ -51,8 +59,9 @@ class VectorBackend(Protocol):
         """Build a new index version at ``path`` from unit-normalised float32 ``vectors``."""
 
     @classmethod
-    def open(cls, path: Path) -> "VectorBackend":
-        """Open an index version written by ``build`` (memory-mapped where possible)."""
+    def open(cls, path: Path, params: dict[str, Any] | None = None, keys: np.ndarray | None = None) -> "VectorBackend":
+        """Open an index version written by ``build`` (memory-mapped where possible).
+        ``keys``, the version's keys, lets a backend prepare its exact scans."""
 
     def __len__(self) -> int: ...
 

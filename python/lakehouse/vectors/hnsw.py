@@ -52,10 +52,13 @@ class HnswBackend:
         return cls(inner, path, params.get("planner", {}))
 
     @classmethod
-    def open(cls, path: Path, params: dict[str, Any] | None = None) -> HnswBackend:
+    def open(cls, path: Path, params: dict[str, Any] | None = None, keys: np.ndarray | None = None) -> HnswBackend:
+        """Open a version; with its `keys`, a mapped graph copies their vectors into one
+        matrix (shared by the versions over the same graph file) for fast exact scans."""
         params = params or {}
         graph, segment = _layers(path)
-        inner = _core.HnswIndex.open(str(graph), bool(params.get("mmap", True)), params.get("hnsw", {}), segment and str(segment))
+        inner = _core.HnswIndex.open(str(graph), bool(params.get("mmap", True)), params.get("hnsw", {}), segment and str(segment),
+                                     None if keys is None else _keys_bytes(keys))
         return cls(inner, path, params.get("planner", {}))
 
     @classmethod

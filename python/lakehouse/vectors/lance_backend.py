@@ -237,10 +237,11 @@ class LanceBackend:
         return backend
 
     @classmethod
-    def open(cls, path: Path, params: dict[str, Any] | None = None) -> "LanceBackend":
+    def open(cls, path: Path, params: dict[str, Any] | None = None, keys: np.ndarray | None = None) -> "LanceBackend":
         """Open a version written by ``build``. ``params`` (optional, same shapes as for
         ``build``) may change the query-time settings ``SEARCH_PARAMS``; the index itself
-        keeps the parameters it was built with."""
+        keeps the parameters it was built with. ``keys`` is not needed: Lance fetches
+        rows through its own scalar index."""
         import lance
 
         path = Path(path)

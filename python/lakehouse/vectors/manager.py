@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 from lakehouse import _core
 from lakehouse.errors import InvalidInput, NotFound
-from lakehouse.vectors.backend import SearchResult, VectorBackend, chunk_keys
+from lakehouse.vectors.backend import SearchResult, VectorBackend, chunk_keys, first_chunk_keys
 from lakehouse.vectors.embedder import LocalEmbedder, TextEmbedder
 from lakehouse.vectors.hnsw import HnswBackend
 from lakehouse.vectors.jobs import JobRunner
@@ -96,40 +96,70 @@ class Chunks:
 
 def changed_rows(current: Chunks, previous: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """(rows of `current` to embed, keys of `previous` to remove): a chunk is embedded
-    again when its key is new or its content hash differs. Vectorised over sorted keys."""
-    cur_keys = current.key
-    prev_keys = previous["key"].to_numpy().astype(np.uint64, copy=False)
-    if not len(prev_keys):
-        return np.arange(len(cur_keys)), prev_keys
-    order = np.argsort(prev_keys)
-    sorted_keys = prev_keys[order]
-    sorted_hashes = np.asarray(previous["content_hash"].to_numpy(zero_copy_only=False), dtype=object)[order]
-    at = np.minimum(np.searchsorted(sorted_keys, cur_keys), len(sorted_keys) - 1)
-    same = (sorted_keys[at] == cur_keys) & (sorted_hashes[at] == current.content_hash)
-    removed = np.setdiff1d(prev_keys, cur_keys).astype(np.uint64)
-    return np.flatnonzero(~same), removed
+    again when its key is new or its content hash differs. Arrow hash joins throughout,
+    and only the previous rows whose keys recur are joined (a refresh of an append reads
+    a few rows against the whole previous list)."""
+    cur_keys, prev_keys = current.table["key"], previous["key"]
+    recurring = previous.select(["key", "content_hash"]).filter(pc.is_in(prev_keys, value_set=cur_keys))
+    rows = pa.table({"key": cur_keys, "content_hash": current.table["content_hash"], "row": pa.array(np.arange(len(current)))})
+    unchanged = rows.join(recurring, ["key", "content_hash"], join_type="left semi")["row"].to_numpy()
+    removed = prev_keys.filter(pc.invert(pc.is_in(prev_keys, value_set=cur_keys))).to_numpy().astype(np.uint64)
+    return np.setdiff1d(np.arange(len(current)), unchanged), removed
+
+
+CHUNK_LIST_COLUMNS = ["key", "doc_id", "chunk_no", "content_hash"]
+
+
+def _with_appended(previous: pa.Table, appended: Chunks) -> pa.Table:
+    """A version's chunk list after an append: the previous list, less the chunks the
+    appended rows re-embed under the same key, plus the appended chunks."""
+    new = appended.table.select(CHUNK_LIST_COLUMNS)
+    kept = previous.select(CHUNK_LIST_COLUMNS).filter(pc.invert(pc.is_in(previous["key"], value_set=new["key"])))
+    return pa.concat_tables([kept.replace_schema_metadata(None), new.cast(kept.schema)])
+
+
+def _as_list(doc_ids: list[str] | pa.Array | pa.ChunkedArray) -> list[str]:
+    return doc_ids.to_pylist() if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)) else doc_ids
 
 
 @dataclass
 class LoadedVersion:
-    """An opened index version and the key -> document map searches need."""
+    """An opened index version and the key -> document map searches need, kept as
+    numpy / Arrow columns (no Python object per row: loading follows every refresh)."""
 
     version: int
     backend: VectorBackend
     keys_sorted: np.ndarray
-    doc_of_key: np.ndarray  # doc ids, aligned with keys_sorted
+    doc_of_key: pa.Array  # doc ids, aligned with keys_sorted
     chunks_per_doc: dict[str, int]  # only documents with more than one chunk
-    doc_ids: frozenset[str]
+    indexed_docs: pa.Array  # every document id held (with repeats for multi-chunk documents)
     dataset_version: int
 
-    def keys_for_docs(self, doc_ids: list[str]) -> np.ndarray:
-        if not self.chunks_per_doc:  # one chunk per document: the common case, no loop over chunks
-            return chunk_keys([f"{d}#0" for d in doc_ids])
-        return chunk_keys([f"{d}#{n}" for d in doc_ids for n in range(self.chunks_per_doc.get(d, 1))])
+    @classmethod
+    def from_chunks(cls, version: int, backend: VectorBackend, chunks: pa.Table) -> LoadedVersion:
+        keys = chunks["key"].to_numpy().astype(np.uint64, copy=False)
+        order = np.argsort(keys)
+        doc_ids = chunks["doc_id"].combine_chunks()
+        later = chunks.filter(pc.greater(chunks["chunk_no"], 0))  # empty unless long documents were split
+        multi = {}
+        if later.num_rows:
+            most = later.group_by("doc_id").aggregate([("chunk_no", "max")])
+            multi = dict(zip(most["doc_id"].to_pylist(), (n + 1 for n in most["chunk_no_max"].to_pylist())))
+        dataset_version = int((chunks.schema.metadata or {}).get(b"dataset_version", b"-1"))  # -1: unknown
+        return cls(version, backend, keys[order], doc_ids.take(pa.array(order)), multi, doc_ids, dataset_version)
 
-    def docs_for_keys(self, keys: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(self.keys_sorted, keys)
-        return self.doc_of_key[np.minimum(pos, len(self.keys_sorted) - 1)]
+    def keys_for_docs(self, doc_ids: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Chunk keys of these documents. An Arrow array (a SQL result column) is keyed in
+        the core with no Python object per id: hybrid search passes tens of thousands."""
+        if not self.chunks_per_doc:  # one chunk per document: the common case, no loop over chunks
+            if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)):
+                return first_chunk_keys(doc_ids)
+            return chunk_keys([f"{d}#0" for d in doc_ids])
+        return chunk_keys([f"{d}#{n}" for d in _as_list(doc_ids) for n in range(self.chunks_per_doc.get(d, 1))])
+
+    def docs_for_keys(self, keys: np.ndarray) -> list[str]:
+        pos = np.minimum(np.searchsorted(self.keys_sorted, keys), len(self.keys_sorted) - 1)
+        return self.doc_of_key.take(pa.array(pos)).to_pylist()
 
 
 class VectorIndexes:
@@ -276,14 +306,23 @@ class VectorIndexes:
         definition = self.definition(name)
         registry = self.registry(name)
         active = registry.active()
+        previous = None if full or active is None else pq.read_table(self._dir(name) / active["location"] / CHUNKS_FILE)
         with self.facade_lock:
             dataset_version = int(self._lake.dataset(definition["dataset"])["version"])
-            current = self._read_chunks(definition)
-        previous = None if full or active is None else pq.read_table(self._dir(name) / active["location"] / CHUNKS_FILE)
+            # A graph index reads only the rows appended since its version when the
+            # dataset has only grown since; anything else (an edit, a delete, a compaction,
+            # a Lance rebuild) needs every row.
+            appended = None
+            if previous is not None and definition["backend"] == "hnsw":
+                appended = self._read_appended(definition, int((previous.schema.metadata or {}).get(b"dataset_version", b"-1")))
+            current = appended if appended is not None else self._read_chunks(definition)
         if previous is None:
-            todo_rows, removed = np.arange(len(current)), np.zeros(0, np.uint64)
+            todo_rows, removed, chunk_list = np.arange(len(current)), np.zeros(0, np.uint64), current.table
+        elif appended is not None:
+            (todo_rows, _), removed = changed_rows(appended, previous), np.zeros(0, np.uint64)
+            chunk_list = _with_appended(previous, appended)
         else:
-            todo_rows, removed = changed_rows(current, previous)
+            (todo_rows, removed), chunk_list = changed_rows(current, previous), current.table
         todo = current.take(todo_rows)
         vectors = self._embed_with_progress(todo.text, progress)
         embed_seconds = time.perf_counter() - started
@@ -291,7 +330,7 @@ class VectorIndexes:
             with self.facade_lock:
                 self._mark_embedded(definition["dataset"], dataset_version)
             return {"index": name, "status": "unchanged", "version": active["version"], "embedded": 0, "removed": 0,
-                    "rows": len(current), "seconds": round(time.perf_counter() - started, 3)}
+                    "rows": chunk_list.num_rows, "seconds": round(time.perf_counter() - started, 3)}
         version = registry.next_version()
         location = f"v{version}"
         version_dir = self._dir(name) / location
@@ -306,13 +345,13 @@ class VectorIndexes:
             backend = backend_cls.build(version_dir, todo.key, vectors, params)
         else:
             backend = HnswBackend.extend(self._dir(name) / active["location"], version_dir, todo.key, vectors, params, removed)
-        self._write_chunks(version_dir, current, dataset_version)
+        self._write_chunks(version_dir, chunk_list, dataset_version)
         with self.facade_lock:
             self._store_embeddings(name, definition, todo, vectors, replace=previous is None)
         build_seconds = time.perf_counter() - build_started
         registry.register({
             "version": version, "created_at": _now(), "backend": definition["backend"], "params": params["hnsw"],
-            "rows": len(current), "location": location,
+            "rows": chunk_list.num_rows, "location": location,
             "metrics": {"embedded": len(todo), "removed": int(len(removed)), "embed_seconds": round(embed_seconds, 3),
                         "build_seconds": round(build_seconds, 3), "dataset_version": dataset_version},
         })
@@ -327,7 +366,7 @@ class VectorIndexes:
             ))
         return {
             "index": name, "status": "built" if previous is None else "refreshed", "version": version,
-            "embedded": len(todo), "removed": int(len(removed)), "rows": len(current),
+            "embedded": len(todo), "removed": int(len(removed)), "rows": chunk_list.num_rows,
             "cache_hits": int(getattr(self.embedder, "last_stats", {}).get("cache_hits", 0)),
             "seconds": round(time.perf_counter() - started, 3),
         }
@@ -351,26 +390,36 @@ class VectorIndexes:
     def _all_vectors(self, chunks: Chunks) -> np.ndarray:
         return self.embedder.embed(chunks.text)  # every text is a cache hit by now
 
-    def _read_chunks(self, definition: dict[str, Any], where: str | None = None) -> Chunks:
+    def _chunk_sql(self, definition: dict[str, Any]) -> str:
+        """(doc_id, text) of every row: the id as text, the text columns joined by spaces."""
         from lakehouse.lakehouse import quote_ident
 
         texts = ", ".join(f"COALESCE(CAST({quote_ident(c)} AS VARCHAR), '')" for c in definition["text_columns"])
-        sql = (
+        return (
             f"SELECT CAST({quote_ident(definition['id_column'])} AS VARCHAR) AS doc_id, concat_ws(' ', {texts}) AS text "
             f"FROM {quote_ident(definition['dataset'])}"
         )
-        if where:
-            sql += f" WHERE {where}"
-        table = self._lake.sql(sql)
+
+    def _read_chunks(self, definition: dict[str, Any]) -> Chunks:
+        return self._chunked(definition, self._lake.sql(self._chunk_sql(definition)))
+
+    def _read_appended(self, definition: dict[str, Any], since: int) -> Chunks | None:
+        """Chunks of the rows appended since dataset version `since`, or None when that
+        is unknown (negative) or the dataset did more than grow since."""
+        if since < 0:
+            return None
+        table = self._lake.sql_appended_since(self._chunk_sql(definition), definition["dataset"], since)
+        return None if table is None else self._chunked(definition, table)
+
+    def _chunked(self, definition: dict[str, Any], table: pa.Table) -> Chunks:
         doc_ids = table["doc_id"].combine_chunks()
         batch = _core.chunk_documents(doc_ids, table["text"].combine_chunks(), definition["chunk_words"], definition["chunk_overlap"])
         chunks = pa.Table.from_batches([batch])
         doc_id = pc.take(doc_ids.cast(pa.string()), chunks["doc_row"].combine_chunks())
         return Chunks(chunks.drop_columns(["doc_row"]).add_column(0, "doc_id", doc_id))
 
-    def _write_chunks(self, version_dir: Path, chunks: Chunks, dataset_version: int) -> None:
-        table = chunks.table.select(["key", "doc_id", "chunk_no", "content_hash"]).replace_schema_metadata(
-            {"dataset_version": str(dataset_version)})
+    def _write_chunks(self, version_dir: Path, chunk_list: pa.Table, dataset_version: int) -> None:
+        table = chunk_list.select(CHUNK_LIST_COLUMNS).replace_schema_metadata({"dataset_version": str(dataset_version)})
         version_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, version_dir / CHUNKS_FILE)
 
@@ -439,15 +488,10 @@ class VectorIndexes:
         if info is None:
             raise NotFound(f"index {name!r} has no version {version}")
         version_dir = self._dir(name) / info["location"]
-        backend = _backend_class(info["backend"]).open(version_dir, self._params(definition) | {"hnsw": info["params"]})
         chunks = pq.read_table(version_dir / CHUNKS_FILE)
         keys = chunks["key"].to_numpy()
-        order = np.argsort(keys)
-        docs = np.array(chunks["doc_id"].to_pylist(), dtype=object)
-        counts = pc.value_counts(chunks["doc_id"])
-        multi = {v["values"].as_py(): v["counts"].as_py() for v in counts if v["counts"].as_py() > 1}
-        dataset_version = int((chunks.schema.metadata or {}).get(b"dataset_version", b"0"))
-        return LoadedVersion(version, backend, keys[order], docs[order], multi, frozenset(docs.tolist()), dataset_version)
+        backend = _backend_class(info["backend"]).open(version_dir, self._params(definition) | {"hnsw": info["params"]}, keys)
+        return LoadedVersion.from_chunks(version, backend, chunks)
 
     def active(self, name: str) -> LoadedVersion:
         loaded = self._active.get(name)
@@ -499,10 +543,11 @@ class VectorIndexes:
         query: str | np.ndarray,
         k: int = 10,
         *,
-        doc_ids: list[str] | None = None,
+        doc_ids: list[str] | pa.Array | pa.ChunkedArray | None = None,
         include_unindexed: bool = True,
     ) -> dict[str, Any]:
-        """Top-k documents by cosine similarity, optionally restricted to `doc_ids`.
+        """Top-k documents by cosine similarity, optionally restricted to `doc_ids` (a list
+        or an Arrow string array).
 
         Rows appended to the dataset since the active version was built are scored by
         brute force and merged in (reported as `unindexed_searched`)."""
@@ -518,7 +563,7 @@ class VectorIndexes:
         chunk_k = k if not loaded.chunks_per_doc else k * 3
         result: SearchResult = loaded.backend.search(vector, chunk_k, allowed)
         timings["search_ms"] = (time.perf_counter() - t1) * 1000
-        hits = list(zip(loaded.docs_for_keys(result.keys).tolist(), result.scores.tolist()))
+        hits = list(zip(loaded.docs_for_keys(result.keys), result.scores.tolist()))
         unindexed = 0
         if include_unindexed:
             extra = self._unindexed(name, loaded, doc_ids)
@@ -543,7 +588,7 @@ class VectorIndexes:
             "latency_ms": {key: round(v, 3) for key, v in timings.items()},
         }
 
-    def _unindexed(self, name: str, loaded: LoadedVersion, doc_ids: list[str] | None):
+    def _unindexed(self, name: str, loaded: LoadedVersion, doc_ids: list[str] | pa.Array | pa.ChunkedArray | None):
         """(doc ids, vectors) of dataset rows the active version does not hold yet."""
         definition = self.definition(name)
         with self.facade_read_lock or self.facade_lock:
@@ -553,14 +598,16 @@ class VectorIndexes:
         cache_key = (name, int(manifest.get("version", 0)))
         if cache_key not in self._pending_cache:
             with self.facade_read_lock or self.facade_lock:
-                current = self._read_chunks(definition)
-            indexed = pa.array(list(loaded.doc_ids), pa.string())
+                current = self._read_appended(definition, loaded.dataset_version)
+                if current is None:
+                    current = self._read_chunks(definition)
+            indexed = loaded.indexed_docs.cast(pa.string())
             rows = np.flatnonzero(~pc.is_in(current.table["doc_id"], value_set=indexed).to_numpy(zero_copy_only=False))
             pending = current.take(rows)
             vectors = self.embedder.embed(pending.text) if len(pending) else np.zeros((0, definition["dim"]), np.float32)
             self._pending_cache[cache_key] = (pending.doc_id, vectors, pending.key)
         docs, vectors, _ = self._pending_cache[cache_key]
         if doc_ids is not None and len(docs):
-            mask = np.isin(docs, np.array(doc_ids, dtype=object))
+            mask = np.isin(docs, np.array(_as_list(doc_ids), dtype=object))
             return docs[mask], vectors[mask]
         return docs, vectors

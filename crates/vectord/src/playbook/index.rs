@@ -74,7 +74,23 @@ pub(super) struct EntryIndex {
     facts: Vec<Facts>,
     by_place: HashMap<u32, Vec<u32>>,
     by_state: HashMap<u32, Vec<u32>>,
-    by_worker: HashMap<String, Vec<u32>>,
+    /// Endorsed worker id -> its dense number, which indexes `by_worker`.
+    workers: HashMap<String, u32>,
+    by_worker: Vec<Vec<u32>>,
+}
+
+/// The SQL candidates a boost may reward, as a bitset over the memory's worker numbers
+/// (a candidate the memory never saw cannot be endorsed, so it needs no bit), plus the
+/// entries that endorse at least one of them, ascending.
+pub(super) struct CandidatePool {
+    bits: Vec<u64>,
+    pub endorsing: Vec<u32>,
+}
+
+impl CandidatePool {
+    fn holds(&self, worker: u32) -> bool {
+        self.bits.get(worker as usize / 64).is_some_and(|word| word >> (worker % 64) & 1 == 1)
+    }
 }
 
 impl EntryIndex {
@@ -108,7 +124,7 @@ impl EntryIndex {
         self.by_place.entry(facts.place).or_default().push(id);
         self.by_state.entry(facts.state).or_default().push(id);
         for w in &p.fields.workers {
-            let list = self.by_worker.entry(w.worker_id.trim().to_string()).or_default();
+            let list = self.postings_of(w.worker_id.trim());
             if list.last() != Some(&id) {
                 list.push(id);
             }
@@ -131,14 +147,28 @@ impl EntryIndex {
         let old_ids: HashSet<&str> = old.fields.workers.iter().map(|w| w.worker_id.trim()).collect();
         let new_ids: HashSet<&str> = new.fields.workers.iter().map(|w| w.worker_id.trim()).collect();
         for gone in old_ids.difference(&new_ids) {
-            if let Some(list) = self.by_worker.get_mut(*gone) {
-                list.retain(|&e| e != id);
+            if let Some(&n) = self.workers.get(*gone) {
+                self.by_worker[n as usize].retain(|&e| e != id);
             }
         }
         for added in new_ids.difference(&old_ids) {
-            self.by_worker.entry((*added).to_string()).or_default().push(id);
+            self.postings_of(added).push(id);
         }
         self.facts[i] = after;
+    }
+
+    fn postings_of(&mut self, worker_id: &str) -> &mut Vec<u32> {
+        let next = self.workers.len() as u32;
+        let n = *self.workers.entry(worker_id.to_string()).or_insert(next);
+        if n == next {
+            self.by_worker.push(Vec::new());
+        }
+        &mut self.by_worker[n as usize]
+    }
+
+    /// The dense number of an endorsed worker id (UNKNOWN for one no entry endorses).
+    pub fn worker_no(&self, worker_id: &str) -> u32 {
+        self.workers.get(worker_id.trim()).copied().unwrap_or(UNKNOWN)
     }
 
     pub fn role_id(&self, role: &str) -> u32 {
@@ -190,19 +220,34 @@ impl EntryIndex {
         }
     }
 
-    /// The entries that endorse at least one of `workers`, ascending.
-    pub fn endorsing<'a>(&self, workers: impl IntoIterator<Item = &'a str>) -> Vec<u32> {
-        let mut seen = vec![false; self.facts.len()];
-        let mut found = Vec::new();
-        for worker in workers {
-            for &i in self.by_worker.get(worker.trim()).map_or(&[][..], Vec::as_slice) {
-                if !std::mem::replace(&mut seen[i as usize], true) {
-                    found.push(i);
+    /// The candidate pool of a boost: one hash lookup per candidate id (a broad filter
+    /// passes tens of thousands), no set of strings built.
+    pub fn pool<'a>(&self, candidates: impl IntoIterator<Item = &'a str>) -> CandidatePool {
+        let mut bits = vec![0u64; self.by_worker.len().div_ceil(64)];
+        let mut seen = vec![0u64; self.facts.len().div_ceil(64)];
+        let mut endorsing = Vec::new();
+        for worker in candidates {
+            let n = self.worker_no(worker);
+            if n == UNKNOWN {
+                continue;
+            }
+            bits[n as usize / 64] |= 1 << (n % 64);
+            for &i in &self.by_worker[n as usize] {
+                let (word, bit) = (i as usize / 64, 1u64 << (i % 64));
+                if seen[word] & bit == 0 {
+                    seen[word] |= bit;
+                    endorsing.push(i);
                 }
             }
         }
-        found.sort_unstable();
-        found
+        endorsing.sort_unstable();
+        CandidatePool { bits, endorsing }
+    }
+
+    /// Whether `worker_id` is in `pool`.
+    pub fn in_pool(&self, pool: &CandidatePool, worker_id: &str) -> bool {
+        let n = self.worker_no(worker_id);
+        n != UNKNOWN && pool.holds(n)
     }
 }
 

@@ -32,7 +32,6 @@ use chrono::NaiveDate;
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
 
-use foldhash::HashSet as FastSet;
 use index::{day_number, EntryIndex, Scope, UNKNOWN};
 
 pub const BOOST_CAP: f32 = 0.25;
@@ -454,13 +453,13 @@ impl PlaybookMemory {
             target_role: q.role.clone().unwrap_or_else(|| "?".into()),
             ..Default::default()
         };
-        let candidates: Option<FastSet<&str>> = candidates.map(|c| c.iter().map(|w| w.trim()).collect());
+        let mut pool = candidates.map(|c| self.index.pool(c.iter().copied()));
         // 1. Geo prefilter (same city and state), narrowed to playbooks that endorse a
         //    candidate when the SQL filter named them; then validity.
         let scope = self.index.scope(q.city.as_deref(), q.state.as_deref());
-        let in_geo = match &candidates {
+        let in_geo = match &mut pool {
             Some(pool) => {
-                let endorsing: Vec<u32> = self.index.endorsing(pool.iter().copied()).into_iter().filter(|&i| self.index.in_scope(i, scope)).collect();
+                let endorsing: Vec<u32> = std::mem::take(&mut pool.endorsing).into_iter().filter(|&i| self.index.in_scope(i, scope)).collect();
                 diag.outside_candidates = self.index.scope_len(scope) - endorsing.len();
                 endorsing
             }
@@ -510,7 +509,7 @@ impl PlaybookMemory {
         }
         diag.boosts = boosts.len();
         diag.sources = sources.len();
-        let is_candidate = |key: &WorkerKey| candidates.as_ref().is_none_or(|pool| pool.contains(key.worker_id.as_str()));
+        let is_candidate = |key: &WorkerKey| pool.as_ref().is_none_or(|pool| self.index.in_pool(pool, &key.worker_id));
         diag.matched = boosts.keys().filter(|key| is_candidate(key)).count();
         let mut workers: Vec<WorkerBoost> = boosts
             .into_iter()
