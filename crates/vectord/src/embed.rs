@@ -170,6 +170,20 @@ mod tests {
     }
 
     #[test]
+    fn f16_weights_move_sentence_vectors_by_less_than_a_hundred_thousandth() {
+        if !crate::f16_weights::available() {
+            return; // nothing to compare on this CPU
+        }
+        let texts = ["certified forklift operator, OSHA-10, night shifts", "pastry chef", "a", &"welding ".repeat(200)];
+        let exact = MiniLmEmbedder::load(&model_dir(), "m", Precision::F32).unwrap().embed(&texts).unwrap();
+        let fast = MiniLmEmbedder::load(&model_dir(), "m", Precision::F16).unwrap().embed(&texts).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &fast[i * 384..(i + 1) * 384]);
+            assert!(cosine > 0.99999, "{text:.20}: cosine {cosine}");
+        }
+    }
+
+    #[test]
     fn related_texts_are_closer_than_unrelated_ones() {
         let model = embedder();
         let v = model.embed(&["welder", "welding technician", "pastry chef"]).unwrap();

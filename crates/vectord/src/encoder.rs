@@ -17,6 +17,7 @@ use candle_nn::VarBuilder;
 use gemm::Parallelism;
 
 use crate::bf16::PackedWeights;
+use crate::f16_weights::HalfWeights;
 use rayon::prelude::*;
 
 /// Token rows per parallel task in the row-wise kernels (LayerNorm).
@@ -49,11 +50,15 @@ fn default_activation() -> String {
 /// The arithmetic of the matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// bf16 where the CPU has AVX512-BF16, f32 elsewhere.
+    /// bf16 where the CPU has AVX512-BF16, else f16 weights where it has AVX2 + F16C,
+    /// else f32.
     #[default]
     Auto,
     /// f32 throughout (bit-for-bit the reference arithmetic, half the speed).
     F32,
+    /// f16 weights, f32 activations and sums ([`crate::f16_weights`]); refused on a CPU
+    /// without AVX2, FMA and F16C.
+    F16,
     /// bf16 products with f32 sums ([`crate::bf16`]); refused on a CPU without AVX512-BF16.
     Bf16,
 }
@@ -66,7 +71,8 @@ impl std::str::FromStr for Precision {
             "auto" => Ok(Self::Auto),
             "f32" => Ok(Self::F32),
             "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown embedding precision {other:?}: use auto, f32 or bf16")),
+            "f16" => Ok(Self::F16),
+            other => Err(format!("unknown embedding precision {other:?}: use auto, f32, f16 or bf16")),
         }
     }
 }
@@ -77,6 +83,7 @@ impl Precision {
             Self::Auto => "auto",
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
+            Self::F16 => "f16",
         }
     }
 
@@ -84,21 +91,30 @@ impl Precision {
     pub fn resolve(self) -> candle_core::Result<Self> {
         match self {
             Self::Auto if crate::bf16::available() => Ok(Self::Bf16),
+            Self::Auto if crate::f16_weights::available() => Ok(Self::F16),
             Self::Auto => Ok(Self::F32),
             Self::Bf16 if !crate::bf16::available() => candle_core::bail!("bf16 precision needs a CPU with AVX512-BF16"),
+            Self::F16 if !crate::f16_weights::available() => candle_core::bail!("f16 precision needs a CPU with AVX2, FMA and F16C"),
             other => Ok(other),
         }
     }
 }
 
 /// y = x · Wᵀ + b, W stored (out, in) as PyTorch writes it; with bf16 precision the
-/// weights are also kept packed for [`crate::bf16`] (and the f32 copy dropped).
+/// weights are kept packed for [`crate::bf16`], with f16 for [`crate::f16_weights`] (and
+/// the f32 copy dropped).
 struct Dense {
     weight: Vec<f32>,
-    packed: Option<PackedWeights>,
+    packed: Option<Packed>,
     bias: Vec<f32>,
     input: usize,
     output: usize,
+}
+
+/// Weights packed once, at load, for a product kernel of our own.
+enum Packed {
+    Bf16(PackedWeights),
+    F16(HalfWeights),
 }
 
 struct Norm {
@@ -134,13 +150,15 @@ impl Dense {
         Ok(Self { weight: flat(vb.get((output, input), "weight")?)?, packed: None, bias: flat(vb.get(output, "bias")?)?, input, output })
     }
 
-    /// Switch to the bf16 path when asked and the shape allows it.
+    /// Switch to a packed path when asked and the shape allows it.
     fn with_precision(mut self, precision: Precision) -> Self {
-        if precision == Precision::Bf16 {
-            self.packed = PackedWeights::pack(&self.weight, self.input, self.output);
-            if self.packed.is_some() {
-                self.weight = Vec::new();
-            }
+        self.packed = match precision {
+            Precision::Bf16 => PackedWeights::pack(&self.weight, self.input, self.output).map(Packed::Bf16),
+            Precision::F16 => HalfWeights::pack(&self.weight, self.input, self.output).map(Packed::F16),
+            Precision::F32 | Precision::Auto => None,
+        };
+        if self.packed.is_some() {
+            self.weight = Vec::new();
         }
         self
     }
@@ -159,9 +177,16 @@ impl Dense {
         for _ in 0..rows {
             out.extend_from_slice(&self.bias);
         }
-        if let Some(packed) = &self.packed {
-            packed.multiply_add(x, rows, &mut out);
-            return out;
+        match &self.packed {
+            Some(Packed::Bf16(packed)) => {
+                packed.multiply_add(x, rows, &mut out);
+                return out;
+            }
+            Some(Packed::F16(packed)) => {
+                packed.multiply_add(x, rows, &mut out);
+                return out;
+            }
+            None => {}
         }
         if rows <= FEW_ROWS {
             few_rows_product(x, rows, &self.weight, self.input, self.output, &mut out);

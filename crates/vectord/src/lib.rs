@@ -3,6 +3,7 @@
 //! - [`embed`]: all-MiniLM-L6-v2 on the CPU (tokenise, batch, mean pooling + L2 norm).
 //! - [`encoder`]: the BERT forward pass: candle weights and GEMMs, fused parallel kernels between.
 //! - [`bf16`]: the encoder's matrix products in bfloat16 on CPUs with AVX512-BF16.
+//! - [`f16_weights`]: the same with f16 weights and f32 math, for AVX2 CPUs without it.
 //! - [`cache`]: the (model, content hash) -> vector cache, so text is never embedded twice.
 //! - [`chunk`]: splitting long texts into overlapping chunks with stable ids.
 //! - [`hnsw`]: one usearch HNSW index version (build in parallel, save, memory-map).
@@ -52,6 +53,7 @@ pub mod cache;
 pub mod chunk;
 pub mod embed;
 pub mod encoder;
+pub mod f16_weights;
 pub mod hnsw;
 pub mod layered;
 pub mod planner;

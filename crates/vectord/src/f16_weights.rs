@@ -1,0 +1,253 @@
+//! `out += x · Wᵀ` with W stored as IEEE half floats and everything else f32, for x86-64
+//! CPUs with AVX2, FMA and F16C but no AVX512-BF16 (AMD Zen 2/3, Intel before Sapphire
+//! Rapids): the machines [`crate::bf16`] cannot serve.
+//!
+//! On those CPUs MiniLM's 42 MB of f32 weights do not fit a 32 MB L3, so every one-query
+//! forward pass streamed them from memory (12 ms on a 2-core Zen 3); halved, they stay in
+//! cache. The weights are packed once, at load, in the order the kernel reads them, so
+//! no product repacks them either (gemm did, for batches). `vcvtph2ps` widens 8 weights
+//! per instruction; activations, products and sums stay f32, so the only rounding is the
+//! weights' own (11 significant bits: sentence vectors move by a cosine of ~1e-6).
+//!
+//! The micro-kernel keeps a tile of up to 6 token rows x 16 outputs in 12 registers: per
+//! input it widens 2 weight vectors, broadcasts 6 activations and issues 12 FMAs. Output
+//! columns are split across the cores in groups of 16.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+/// Outputs per register (8 f32 lanes).
+const LANES: usize = 8;
+/// Registers per tile along the outputs, and rows per tile.
+const TILE_BLOCKS: usize = 2;
+const TILE_ROWS: usize = 6;
+/// Rows per task for a batch (a multiple of the tile): 48 rows of 1,536 activations are
+/// 288 KB, inside a Zen 3 core's 512 KB L2.
+const ROWS_PER_TASK: usize = 48;
+
+/// Whether this CPU can run the f16-weights path.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx2") && has!("fma") && has!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// A weight matrix W (`output` x `input`, row-major as PyTorch stores it) as half floats,
+/// per block of 8 outputs, per input k, the 8 lanes W[o][k].
+pub struct HalfWeights {
+    data: Vec<u16>,
+    input: usize,
+    output: usize,
+}
+
+impl HalfWeights {
+    /// None when `output` is not a multiple of 8 (then the caller keeps f32).
+    pub fn pack(weight: &[f32], input: usize, output: usize) -> Option<Self> {
+        if output % LANES != 0 || weight.len() != input * output {
+            return None;
+        }
+        let mut data = vec![0u16; output * input];
+        for block in 0..output / LANES {
+            for k in 0..input {
+                for lane in 0..LANES {
+                    let o = block * LANES + lane;
+                    data[(block * input + k) * LANES + lane] = half::f16::from_f32(weight[o * input + k]).to_bits();
+                }
+            }
+        }
+        Some(Self { data, input, output })
+    }
+
+    /// `out += x · Wᵀ`: `x` is `rows` x `input`, `out` is `rows` x `output` (row-major;
+    /// callers pre-fill `out` with the bias). Panics if the CPU lacks AVX2 / FMA / F16C:
+    /// check [`available`] first.
+    pub fn multiply_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        assert!(available(), "the f16-weights path needs AVX2, FMA and F16C");
+        assert_eq!(x.len(), rows * self.input);
+        assert_eq!(out.len(), rows * self.output);
+        let groups = self.output.div_ceil(LANES * TILE_BLOCKS);
+        if rows <= ROWS_PER_TASK {
+            // A query's few rows: the cores split the outputs.
+            let target = SharedOut(out.as_mut_ptr());
+            (0..groups).into_par_iter().for_each(|group| self.tiles(x, rows, target, group));
+        } else {
+            // A batch: the cores split the rows, and each task sweeps every output over a
+            // block of rows small enough to stay in L2 (sweeping all rows per output group
+            // re-read a batch's activations from memory once per group).
+            out.par_chunks_mut(ROWS_PER_TASK * self.output).zip(x.par_chunks(ROWS_PER_TASK * self.input)).for_each(|(out, x)| {
+                let target = SharedOut(out.as_mut_ptr());
+                (0..groups).for_each(|group| self.tiles(x, x.len() / self.input, target, group));
+            });
+        }
+    }
+
+    /// Output group `group` (16 outputs) of every row of `x`, tile by tile.
+    fn tiles(&self, x: &[f32], rows: usize, target: SharedOut, group: usize) {
+        let first_block = group * TILE_BLOCKS;
+        let blocks = TILE_BLOCKS.min(self.output / LANES - first_block);
+        let mut row = 0;
+        while row < rows {
+            let tile_rows = TILE_ROWS.min(rows - row);
+            // SAFETY: the CPU has the features (`multiply_add` asserted it); the tile reads
+            // rows row..row+tile_rows of x and blocks first_block..first_block+blocks of the
+            // packed weights, and writes only its own output columns of those rows of
+            // `target` (rows x output): concurrent callers write disjoint columns or rows.
+            unsafe {
+                tile_dispatch(
+                    tile_rows,
+                    blocks,
+                    Tile {
+                        x: x.as_ptr().add(row * self.input),
+                        w: self.data.as_ptr().add(first_block * self.input * LANES),
+                        input: self.input,
+                        out: target.at(row * self.output + first_block * LANES),
+                        out_stride: self.output,
+                    },
+                )
+            };
+            row += tile_rows;
+        }
+    }
+}
+
+/// The output pointer, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: tasks write disjoint elements (see `multiply_add`); the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: offsets stay inside the output buffer (callers compute them from its shape).
+        unsafe { self.0.add(offset) }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Tile {
+    x: *const f32,
+    w: *const u16,
+    input: usize,
+    out: *mut f32,
+    out_stride: usize,
+}
+
+/// Run the kernel instantiated for this tile's shape (rows 1..=6, blocks 1..=2).
+///
+/// # Safety
+/// The CPU must have AVX2, FMA and F16C, and `tile` must describe live buffers of that shape.
+unsafe fn tile_dispatch(rows: usize, blocks: usize, tile: Tile) {
+    macro_rules! by_blocks {
+        ($r:literal) => {
+            match blocks {
+                1 => kernel::<$r, 1>(tile),
+                _ => kernel::<$r, 2>(tile),
+            }
+        };
+    }
+    // SAFETY: forwarded from this function's contract.
+    unsafe {
+        match rows {
+            1 => by_blocks!(1),
+            2 => by_blocks!(2),
+            3 => by_blocks!(3),
+            4 => by_blocks!(4),
+            5 => by_blocks!(5),
+            _ => by_blocks!(6),
+        }
+    }
+}
+
+/// `R` rows x `B`·8 outputs: accumulators start from `out` (the bias), every input adds
+/// one FMA per accumulator, and the tile is stored back once.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn kernel<const R: usize, const B: usize>(t: Tile) {
+    // SAFETY: `tile_dispatch`'s contract: the features are present and every pointer
+    // plus offset below stays inside the buffers the tile describes.
+    unsafe {
+        let block_stride = t.input * LANES; // u16s per 8-output block
+        let mut acc = [[_mm256_setzero_ps(); B]; R];
+        for (r, row) in acc.iter_mut().enumerate() {
+            for (b, a) in row.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(t.out.add(r * t.out_stride + b * LANES));
+            }
+        }
+        for k in 0..t.input {
+            let mut w = [_mm256_setzero_ps(); B];
+            for (b, v) in w.iter_mut().enumerate() {
+                *v = _mm256_cvtph_ps(_mm_loadu_si128(t.w.add(b * block_stride + k * LANES) as *const __m128i));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*t.x.add(r * t.input + k));
+                for (a, v) in row.iter_mut().zip(&w) {
+                    *a = _mm256_fmadd_ps(x, *v, *a);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (b, a) in row.iter().enumerate() {
+                _mm256_storeu_ps(t.out.add(r * t.out_stride + b * LANES), *a);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn kernel<const R: usize, const B: usize>(_: Tile) {
+    unreachable!("the f16-weights path is only chosen on x86-64 with AVX2, FMA and F16C")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The packed product equals the plain product with the weights rounded to f16,
+        /// for every tile shape: rows that do and do not fill a tile, one or two blocks.
+        #[test]
+        fn the_packed_product_equals_the_f16_rounded_reference(
+            rows in 1usize..15,
+            input in 1usize..70,
+            blocks in 1usize..7,
+            seed in any::<u64>(),
+        ) {
+            if !available() {
+                return Ok(()); // nothing to run on this CPU (the encoder never packs here)
+            }
+            let output = blocks * LANES;
+            let mut state = seed | 1;
+            let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
+            let weight: Vec<f32> = (0..input * output).map(|_| next()).collect();
+            let x: Vec<f32> = (0..rows * input).map(|_| next()).collect();
+            let bias: Vec<f32> = (0..output).map(|_| next()).collect();
+            let packed = HalfWeights::pack(&weight, input, output).unwrap();
+            let mut out: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+            packed.multiply_add(&x, rows, &mut out);
+            let round = |v: f32| half::f16::from_f32(v).to_f32() as f64;
+            for r in 0..rows {
+                for o in 0..output {
+                    let want = bias[o] as f64 + (0..input).map(|k| x[r * input + k] as f64 * round(weight[o * input + k])).sum::<f64>();
+                    let got = out[r * output + o] as f64;
+                    prop_assert!((got - want).abs() <= 1e-5 * (1.0 + want.abs()) * input as f64, "{} vs {}", got, want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_output_that_is_not_a_multiple_of_8_is_not_packed() {
+        assert!(HalfWeights::pack(&[0.0; 3 * 12], 3, 12).is_none());
+    }
+}
