@@ -9,7 +9,10 @@ import pyarrow as pa
 import pytest
 
 from lakehouse import Lakehouse
-from lakehouse.intelligence.hybrid import HybridQuery, hybrid_search
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.intelligence.hybrid import HybridQuery, _could_enter_top_k, hybrid_search
 
 TODAY = date.today()
 
@@ -162,3 +165,27 @@ def test_a_radius_around_a_city_replaces_the_exact_city_filter(tmp_path: Path):
         result = hybrid_search(lh, HybridQuery(query="welder", role="Welder", city="Toledo", radius_miles=60, k=10))
         assert sorted(s["city"] for s in result["sources"]) == ["Detroit", "Detroit", "Toledo", "Toledo"]
         assert result["sql_matches"] == 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    similarity=st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=1, max_size=60),
+    boosted=st.dictionaries(st.integers(0, 59), st.floats(0.0, 0.25, allow_nan=False), max_size=40),
+    k=st.integers(1, 12),
+    depth=st.integers(1, 40),
+)
+def test_skipping_boosted_workers_that_cannot_rank_never_changes_the_top_k(similarity, boosted, k, depth):
+    """The final top-k with only the boosted workers that could still rank scored equals
+    the top-k with every boosted worker scored (final = similarity + boost)."""
+    workers = {f"w{i}": s for i, s in enumerate(similarity)}
+    boosts = {f"w{i}": {"boost": b} for i, b in boosted.items() if f"w{i}" in workers}
+    retrieved = dict(sorted(workers.items(), key=lambda item: -item[1])[:depth])  # what the semantic search returns
+
+    def top(scores):
+        final = {w: s + (boosts[w]["boost"] if w in boosts else 0.0) for w, s in scores.items()}
+        return sorted(final.values(), reverse=True)[:k]
+
+    everyone = {**retrieved, **{w: workers[w] for w in boosts}}
+    pruned = {**retrieved, **{w: workers[w] for w in _could_enter_top_k(dict(retrieved), boosts, k, full_depth=len(retrieved) >= depth)}}
+    assert top(pruned) == top(everyone)
+

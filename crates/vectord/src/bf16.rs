@@ -19,6 +19,8 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use crate::SharedOut;
+
 /// Outputs per register (16 f32 lanes).
 const LANES: usize = 16;
 /// Registers per tile along the outputs, and rows per tile.
@@ -123,20 +125,6 @@ impl PackedWeights {
                 row += tile_rows;
             }
         });
-    }
-}
-
-/// The output pointer, shared by tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks write disjoint elements (see `multiply_add`); the buffer outlives them.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: offsets stay inside the output buffer (callers compute them from its shape).
-        unsafe { self.0.add(offset) }
     }
 }
 

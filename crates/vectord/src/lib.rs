@@ -131,6 +131,21 @@ fn score_rows_portable(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) 
     scored
 }
 
+/// An output buffer shared by the tasks of one matrix product (`bf16`, `f16_weights`),
+/// each of which writes its own disjoint elements.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: tasks write disjoint elements (see the `multiply_add`s); the buffer outlives them.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: offsets stay inside the output buffer (callers compute them from its shape).
+        unsafe { self.0.add(offset) }
+    }
+}
+
 /// Scale a vector to unit length in place (a zero vector stays zero).
 pub fn normalize(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();

@@ -247,8 +247,8 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         boosts = {w["worker_id"]: w for w in result["workers"]}
         boost_line, diagnostics = result["line"], result["diagnostics"]
         log.info(boost_line)
-        missing = [w for w in boosts if w not in scores]
-        if missing:  # boosted workers outside the semantic top: score them exactly
+        missing = _could_enter_top_k(scores, boosts, q.k, full_depth=len(scores) >= depth)
+        if missing:  # boosted workers outside the semantic top that could still rank: score them exactly
             for h in lake.vectors.search(q.index, vector, len(missing), doc_ids=missing)["hits"]:
                 scores[h["doc_id"]] = h["score"]
     timings["boost_ms"] = (time.perf_counter() - t) * 1000
@@ -273,6 +273,23 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         "playbook": diagnostics,
         "latency_ms": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, dict[str, Any]], k: int, *, full_depth: bool) -> list[str]:
+    """Boosted workers outside the semantic top that could still reach the final top `k`.
+    Such a worker's similarity is at most the lowest one retrieved (the search returned
+    the most similar candidates), so its final score is at most that plus its boost; when
+    that cannot beat the k-th final score already in hand, scoring it cannot change the
+    answer. A search that came back short of its depth retrieved every candidate there was:
+    then nothing is missing but workers outside the index."""
+    outside = [w for w in boosts if w not in scores]
+    if not outside or not scores:
+        return outside
+    finals = sorted((s + (boosts[w]["boost"] if w in boosts else 0.0) for w, s in scores.items()), reverse=True)
+    if len(finals) < k or not full_depth:
+        return outside
+    kth, ceiling = finals[k - 1], min(scores.values())
+    return [w for w in outside if ceiling + boosts[w]["boost"] >= kth]
 
 
 #: runs query embeddings beside the SQL filter (see `hybrid_search`)
