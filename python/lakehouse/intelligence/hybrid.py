@@ -283,11 +283,9 @@ def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, dict[str, Any
     answer. A search that came back short of its depth retrieved every candidate there was:
     then nothing is missing but workers outside the index."""
     outside = [w for w in boosts if w not in scores]
-    if not outside or not scores:
+    if not outside or len(scores) < k or not full_depth:
         return outside
     finals = sorted((s + (boosts[w]["boost"] if w in boosts else 0.0) for w, s in scores.items()), reverse=True)
-    if len(finals) < k or not full_depth:
-        return outside
     kth, ceiling = finals[k - 1], min(scores.values())
     return [w for w in outside if ceiling + boosts[w]["boost"] >= kth]
 

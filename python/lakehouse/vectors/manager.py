@@ -83,10 +83,6 @@ class Chunks:
     def text(self) -> list[str]:
         return self.table["text"].to_pylist()
 
-    @property
-    def content_hash(self) -> np.ndarray:
-        return np.array(self.table["content_hash"].to_pylist(), dtype=object)
-
     def take(self, rows: np.ndarray) -> Chunks:
         return Chunks(self.table.take(pa.array(np.asarray(rows, dtype=np.int64))))
 
@@ -152,9 +148,7 @@ class LoadedVersion:
         """Chunk keys of these documents. An Arrow array (a SQL result column) is keyed in
         the core with no Python object per id: hybrid search passes tens of thousands."""
         if not self.chunks_per_doc:  # one chunk per document: the common case, no loop over chunks
-            if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)):
-                return first_chunk_keys(doc_ids)
-            return chunk_keys([f"{d}#0" for d in doc_ids])
+            return first_chunk_keys(doc_ids if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)) else pa.array(doc_ids, pa.string()))
         return chunk_keys([f"{d}#{n}" for d in _as_list(doc_ids) for n in range(self.chunks_per_doc.get(d, 1))])
 
     def docs_for_keys(self, keys: np.ndarray) -> list[str]:
