@@ -347,15 +347,12 @@ class Recruiting:
                       if (hit := self._contacts.get((s["worker_id"], wanted))) and now - hit[0] < CONTACT_TTL_S}
         missing = [s["worker_id"] for s in sources if s["worker_id"] not in cached]
         if missing:
-            rows = self.gateway.rows(
-                f"SELECT CAST(worker_id AS VARCHAR) AS worker_id, {', '.join(quote_ident(c) for c in wanted)} "
-                f"FROM {quote_ident(WORKERS)} WHERE {self.worker_id_in(missing)}"
-            )
+            rows = self.gateway.lookup(WORKERS, "worker_id", missing, ["worker_id", *wanted])
             with self._contacts_lock:
                 if len(self._contacts) > CONTACT_CACHE_MAX:
                     self._contacts.clear()
                 for r in rows:
-                    wid = r.pop("worker_id")
+                    wid = str(r.pop("worker_id"))
                     cached[wid] = r
                     self._contacts[(wid, wanted)] = (now, r)
         return [{**s, **cached.get(s["worker_id"], {})} for s in sources]

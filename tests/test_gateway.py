@@ -338,6 +338,17 @@ def test_query_in_arrow_format_returns_an_ipc_stream(client):
     assert table.column("name").to_pylist() == ["Ana", "Bo", "Cy"]
 
 
+def test_rows_by_key_answer_in_the_order_asked_and_a_bad_column_is_400(client):
+    upload(client, PEOPLE_CSV, name="people")
+    body = {"dataset": "people", "key": "id", "keys": [3, "9", "1"], "columns": ["id", "name"]}
+    response = client.post("/query/lookup", json=body, headers=auth())
+    assert response.status_code == 200
+    assert response.json()["rows"] == [[3, "Cy"], [1, "Ana"]]
+    bad = client.post("/query/lookup", json={**body, "columns": ["salary"]}, headers=auth())
+    assert bad.status_code == 400 and "salary" in bad.json()["message"]
+    assert client.post("/query/lookup", json={**body, "dataset": "nobody"}, headers=auth()).status_code == 404
+
+
 def test_query_values_are_made_json_safe(client, lakehouse):
     typed = pa.table({
         "day": pa.array([date(2024, 5, 6)], pa.date32()),

@@ -85,6 +85,33 @@ def test_hot_cache_pins_small_tables_and_never_serves_stale_rows(lh):
     assert lh.sql("SELECT count(*) AS n FROM workers").column("n")[0].as_py() == 5
 
 
+def test_rows_by_key_come_back_in_the_order_asked_cold_hot_and_after_a_write(lh):
+    lh.ingest_table(workers_table(6), "workers")
+    asked = ["5", "404", "2", "5", "1"]
+    in_sql = "SELECT worker_id, name FROM workers WHERE CAST(worker_id AS VARCHAR) IN ('5', '404', '2', '1')"
+    expected = sorted(lh.sql(in_sql).to_pylist(), key=lambda r: [5, 2, 1].index(r["worker_id"]))
+    cold = lh.lookup("workers", "worker_id", asked, ["worker_id", "name"])
+    assert cold.to_pylist() == expected, "same rows as the IN filter, in the order asked, unknown key absent"
+    for _ in range(3):  # make the table hot: lookups then answer from the key index
+        lh.lookup("workers", "worker_id", asked, ["worker_id", "name"])
+    assert "workers" in lh._query.cache_stats()["pinned_tables"]
+    assert lh.lookup("workers", "worker_id", asked, ["worker_id", "name"]).to_pylist() == expected
+    lh.update_rows("workers", "worker_id", 2, {"name": "Renamed"})
+    after = lh.lookup("workers", "worker_id", [2, 5], ["name"]).column("name").to_pylist()
+    assert after == ["Renamed", "Worker 5"], "a write is seen at once, never the old index"
+    assert lh.lookup("workers", "worker_id", []).num_rows == 0
+
+
+def test_a_lookup_on_a_column_that_does_not_exist_is_refused_with_the_columns_named(lh):
+    lh.ingest_table(workers_table(2), "workers")
+    with pytest.raises(InvalidInput, match="worker_id"):
+        lh.lookup("workers", "id", ["1"])
+    with pytest.raises(InvalidInput, match="no column"):
+        lh.lookup("workers", "worker_id", ["1"], ["salary"])
+    with pytest.raises(NotFound):
+        lh.lookup("nowhere", "worker_id", ["1"])
+
+
 def test_compaction_merges_small_files_without_changing_answers(lh):
     lh.ingest_table(workers_table(2), "workers")
     for i in range(20):

@@ -61,6 +61,15 @@ impl PyQueryEngine {
         result.map(|r| Ok((table_to_py(py, r.schema, r.batches)?, r.rescue_used))).transpose()
     }
 
+    /// `(table, rescue flag)`: the rows of `dataset` whose `key_column`, as text, is one
+    /// of `keys`, in the order of the keys, with only `columns` (all when empty).
+    #[pyo3(signature = (dataset, key_column, keys, columns=Vec::new()))]
+    fn lookup<'py>(&self, py: Python<'py>, dataset: String, key_column: String, keys: Vec<String>, columns: Vec<String>) -> PyResult<(Bound<'py, PyAny>, bool)> {
+        let engine = self.inner.clone();
+        let result = block_on(py, async move { engine.lookup(&dataset, &key_column, &keys, &columns).await }).py()?;
+        Ok((table_to_py(py, result.schema, result.batches)?, result.rescue_used))
+    }
+
     fn last_rescue_used(&self) -> bool {
         self.inner.last_rescue_used()
     }

@@ -29,10 +29,19 @@ pub struct CacheStats {
     pub budget_bytes: u64,
 }
 
+/// A table held in memory at one version.
+#[derive(Clone)]
+pub struct Pinned {
+    pub version: i64,
+    pub bytes: u64,
+    pub schema: SchemaRef,
+    pub batches: Arc<[RecordBatch]>,
+}
+
 #[derive(Default)]
 struct State {
     hits: HashMap<(String, i64), u32>,
-    pinned: HashMap<String, (i64, u64)>, // name -> (version, bytes in memory)
+    pinned: HashMap<String, Pinned>,
 }
 
 pub struct HotCache {
@@ -48,10 +57,10 @@ impl HotCache {
     /// Count one read; true when the table should now be loaded and pinned.
     pub fn should_pin(&self, name: &str, version: i64, size_on_disk: u64) -> bool {
         let mut s = self.state.lock().expect("cache");
-        if s.pinned.get(name).is_some_and(|(v, _)| *v == version) {
+        if s.pinned.get(name).is_some_and(|p| p.version == version) {
             return false;
         }
-        let used: u64 = s.pinned.values().map(|(_, b)| b).sum();
+        let used: u64 = s.pinned.values().map(|p| p.bytes).sum();
         let hits = s.hits.entry((name.to_string(), version)).or_insert(0);
         *hits += 1;
         *hits >= self.config.min_hits
@@ -63,15 +72,22 @@ impl HotCache {
     pub fn pin(&self, name: &str, version: i64, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Option<Arc<dyn TableProvider>>> {
         let bytes: u64 = batches.iter().map(|b| b.get_array_memory_size() as u64).sum();
         let mut s = self.state.lock().expect("cache");
-        let used: u64 = s.pinned.iter().filter(|(n, _)| n.as_str() != name).map(|(_, (_, b))| b).sum();
+        let used: u64 = s.pinned.iter().filter(|(n, _)| n.as_str() != name).map(|(_, p)| p.bytes).sum();
         if used + bytes > self.config.budget_bytes {
             return Ok(None);
         }
+        let kept: Arc<[RecordBatch]> = batches.clone().into();
         // One partition per batch group lets DataFusion scan the pinned table in parallel.
         let partitions = split_round_robin(batches, std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let table = MemTable::try_new(schema, partitions).map_err(|e| LakehouseError::Internal(e.to_string()))?;
-        s.pinned.insert(name.to_string(), (version, bytes));
+        let table = MemTable::try_new(schema.clone(), partitions).map_err(|e| LakehouseError::Internal(e.to_string()))?;
+        s.pinned.insert(name.to_string(), Pinned { version, bytes, schema, batches: kept });
         Ok(Some(Arc::new(table)))
+    }
+
+    /// The table's rows if it is pinned at `version`.
+    pub fn pinned(&self, name: &str, version: i64) -> Option<Pinned> {
+        let s = self.state.lock().expect("cache");
+        s.pinned.get(name).filter(|p| p.version == version).cloned()
     }
 
     pub fn invalidate(&self, name: &str) {
@@ -84,7 +100,7 @@ impl HotCache {
         let s = self.state.lock().expect("cache");
         let mut pinned_tables: Vec<String> = s.pinned.keys().cloned().collect();
         pinned_tables.sort();
-        CacheStats { pinned_tables, pinned_bytes: s.pinned.values().map(|(_, b)| b).sum(), budget_bytes: self.config.budget_bytes }
+        CacheStats { pinned_tables, pinned_bytes: s.pinned.values().map(|p| p.bytes).sum(), budget_bytes: self.config.budget_bytes }
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 
 use lakehouse_shared::{LakehouseError, Result};
 use sha2::{Digest, Sha256};
@@ -132,17 +132,74 @@ impl EmbeddingCache {
     }
 }
 
-/// The model behind its cache, shared between threads. The cache lock is held to look
-/// texts up and to store new vectors, never while the model runs: a query whose text is
-/// cached is not queued behind another being embedded, and two misses embed in parallel.
+/// The model behind its cache, shared between threads. The lock is held to look texts up
+/// and to store new vectors, never while the model runs: a query whose text is cached is
+/// not queued behind another being embedded, and two misses embed in parallel. A text
+/// that another thread is embedding right now is waited for, not embedded again (one
+/// recruiter request fans out into several searches of the same text).
 pub struct CachedEmbedder {
     model: crate::MiniLmEmbedder,
-    cache: Option<Mutex<EmbeddingCache>>,
+    shared: Option<Mutex<Shared>>,
+}
+
+struct Shared {
+    cache: EmbeddingCache,
+    in_flight: HashMap<ContentKey, Arc<InFlight>>,
+}
+
+/// The vector of a text one thread is embedding, for the threads that asked meanwhile.
+#[derive(Default)]
+struct InFlight {
+    vector: Mutex<Option<std::result::Result<Box<[f32]>, String>>>,
+    ready: Condvar,
+}
+
+impl InFlight {
+    fn publish(&self, vector: std::result::Result<Box<[f32]>, String>) {
+        *self.vector.lock().expect("in-flight lock") = Some(vector);
+        self.ready.notify_all();
+    }
+
+    fn wait(&self) -> std::result::Result<Box<[f32]>, String> {
+        let mut slot = self.vector.lock().expect("in-flight lock");
+        while slot.is_none() {
+            slot = self.ready.wait(slot).expect("in-flight lock");
+        }
+        slot.clone().expect("published")
+    }
+}
+
+/// The texts this call embeds on behalf of everyone: on drop (success, error or panic)
+/// they leave the in-flight table and whoever waits for them is answered.
+struct Claimed<'a> {
+    shared: &'a Mutex<Shared>,
+    keys: Vec<ContentKey>,
+    slots: Vec<Arc<InFlight>>,
+    vectors: Option<std::result::Result<Vec<f32>, String>>,
+    dim: usize,
+}
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        let outcome = self.vectors.take().unwrap_or_else(|| Err("the embedding model failed".to_string()));
+        {
+            let mut shared = self.shared.lock().expect("embedding cache lock");
+            for key in &self.keys {
+                shared.in_flight.remove(key);
+            }
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            slot.publish(match &outcome {
+                Ok(v) => Ok(v[i * self.dim..(i + 1) * self.dim].into()),
+                Err(e) => Err(e.clone()),
+            });
+        }
+    }
 }
 
 impl CachedEmbedder {
     pub fn new(model: crate::MiniLmEmbedder, cache: Option<EmbeddingCache>) -> Self {
-        Self { model, cache: cache.map(Mutex::new) }
+        Self { model, shared: cache.map(|cache| Mutex::new(Shared { cache, in_flight: HashMap::new() })) }
     }
 
     pub fn model(&self) -> &crate::MiniLmEmbedder {
@@ -150,43 +207,65 @@ impl CachedEmbedder {
     }
 
     /// Vectors for `texts` (row-major): cached ones are copied, the rest embedded once
-    /// (duplicates within the call included) and stored before returning.
+    /// (duplicates within the call, and texts other threads are embedding, included)
+    /// and stored before returning.
     pub fn embed(&self, texts: &[&str]) -> Result<(Vec<f32>, EmbedStats)> {
-        let Some(cache) = &self.cache else {
+        let Some(shared) = &self.shared else {
             let vectors = self.model.embed(texts)?;
             return Ok((vectors, EmbedStats { texts: texts.len(), cache_hits: 0, embedded: texts.len() }));
         };
         let dim = self.model.dim();
         let keys: Vec<ContentKey> = texts.iter().map(|t| content_key(self.model.model_id(), t)).collect();
         let mut out = vec![0f32; texts.len() * dim];
-        // Which rows to embed: the first occurrence of each text the cache lacks.
-        let mut missing: Vec<usize> = Vec::new();
+        let mut missing: Vec<usize> = Vec::new(); // rows this call embeds
+        let mut waiting: Vec<(usize, Arc<InFlight>)> = Vec::new(); // rows another thread embeds
         let mut first_of: HashMap<ContentKey, usize> = HashMap::new();
         let mut copies: Vec<(usize, usize)> = Vec::new(); // (row, row whose vector it repeats)
+        let mut claimed = Claimed { shared, keys: Vec::new(), slots: Vec::new(), vectors: None, dim };
         {
-            let cache = cache.lock().expect("embedding cache lock");
+            let mut guard = shared.lock().expect("embedding cache lock");
+            let Shared { cache, in_flight } = &mut *guard;
             for (i, key) in keys.iter().enumerate() {
                 if let Some(v) = cache.get(key) {
                     out[i * dim..(i + 1) * dim].copy_from_slice(v);
                 } else if let Some(&first) = first_of.get(key) {
                     copies.push((i, first));
+                } else if let Some(slot) = in_flight.get(key) {
+                    first_of.insert(*key, i);
+                    waiting.push((i, slot.clone()));
                 } else {
                     first_of.insert(*key, i);
                     missing.push(i);
+                    let slot = Arc::new(InFlight::default());
+                    in_flight.insert(*key, slot.clone());
+                    claimed.keys.push(*key);
+                    claimed.slots.push(slot);
                 }
             }
         }
         if !missing.is_empty() {
             let fresh_texts: Vec<&str> = missing.iter().map(|&i| texts[i]).collect();
-            let fresh = self.model.embed(&fresh_texts)?;
+            let fresh = self.model.embed(&fresh_texts);
+            let fresh = match fresh {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    claimed.vectors = Some(Err(e.to_string()));
+                    return Err(e);
+                }
+            };
             for (&i, v) in missing.iter().zip(fresh.chunks_exact(dim)) {
                 out[i * dim..(i + 1) * dim].copy_from_slice(v);
             }
-            for &(i, first) in &copies {
-                out.copy_within(first * dim..(first + 1) * dim, i * dim);
-            }
-            let fresh_keys: Vec<ContentKey> = missing.iter().map(|&i| keys[i]).collect();
-            cache.lock().expect("embedding cache lock").insert(&fresh_keys, &fresh)?;
+            shared.lock().expect("embedding cache lock").cache.insert(&claimed.keys, &fresh)?;
+            claimed.vectors = Some(Ok(fresh));
+        }
+        drop(claimed); // answer the waiters before waiting ourselves
+        for (i, slot) in &waiting {
+            let v = slot.wait().map_err(LakehouseError::Internal)?;
+            out[i * dim..(i + 1) * dim].copy_from_slice(&v);
+        }
+        for &(i, first) in &copies {
+            out.copy_within(first * dim..(first + 1) * dim, i * dim);
         }
         let stats = EmbedStats { texts: texts.len(), cache_hits: texts.len() - missing.len(), embedded: missing.len() };
         Ok((out, stats))

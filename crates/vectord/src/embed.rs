@@ -156,6 +156,28 @@ mod tests {
     }
 
     #[test]
+    fn threads_asking_for_one_new_text_at_once_run_the_model_once() {
+        let model = embedder();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
+        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        let text = "certified welder, night shifts ".repeat(40);
+        let barrier = std::sync::Barrier::new(4);
+        let answers: Vec<(Vec<f32>, usize)> = std::thread::scope(|scope| {
+            let runs: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| {
+                    barrier.wait();
+                    let (v, stats) = cached.embed(&[text.as_str()]).unwrap();
+                    (v, stats.embedded)
+                }))
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(answers.iter().map(|a| a.1).sum::<usize>(), 1, "the others waited for the one embedding");
+        assert!(answers.iter().all(|a| a.0 == answers[0].0));
+    }
+
+    #[test]
     fn bf16_products_move_sentence_vectors_by_less_than_a_thousandth() {
         if !crate::bf16::available() {
             return; // nothing to compare on this CPU: Auto runs f32

@@ -121,18 +121,46 @@ class SqlRequest(BaseModel):
     responses={200: {"content": {ARROW_STREAM_MEDIA_TYPE: {}}}},
 )
 def query_sql(body: SqlRequest, request: Request) -> Response:
+    return _table_response(request, lambda lakehouse: lakehouse.sql(body.sql), body.limit, body.format)
+
+
+class LookupRequest(BaseModel):
+    dataset: str = Field(description="the dataset to read")
+    key: str = Field(description="the key column, compared as text")
+    keys: list[str | int] = Field(description="the key values wanted; rows come grouped in this order")
+    columns: list[str] | None = Field(default=None, description="the columns to return (default: all)")
+    format: Literal["json", "arrow"] = Field(default="json", description="json rows, or an Arrow IPC stream")
+
+
+@query_router.post(
+    "/query/lookup",
+    summary="Rows by key",
+    description=(
+        "The rows whose `key` column, compared as text, is one of `keys`, in the order of `keys` (a key the dataset "
+        "lacks is simply absent): the same rows as `WHERE CAST(key AS VARCHAR) IN (...)`, answered from an "
+        "in-memory key index once the dataset is hot. Same response shapes as `/query/sql`."
+    ),
+    responses={200: {"content": {ARROW_STREAM_MEDIA_TYPE: {}}}},
+)
+def query_lookup(body: LookupRequest, request: Request) -> Response:
+    return _table_response(request, lambda lakehouse: lakehouse.lookup(body.dataset, body.key, body.keys, body.columns),
+                           None, body.format)
+
+
+def _table_response(request: Request, read: Callable[[Lakehouse], Any], limit: int | None, fmt: str) -> Response:
+    """Run a read on the facade and answer with its table as JSON rows or Arrow IPC."""
     state = gateway_state(request)
     with state.guard.read() as lakehouse:  # `rescue_used` is this thread's last query (see Lakehouse.sql)
         started = time.perf_counter()
         try:
-            table = lakehouse.sql(body.sql)
+            table = read(lakehouse)
         except LakehouseError as exc:
             return lakehouse_error_response(exc, headers=_rescue_header(lakehouse.rescue_used))
         elapsed_ms = (time.perf_counter() - started) * 1000
         headers = _rescue_header(lakehouse.rescue_used)
-    shown = limit_rows(table, body.limit)
+    shown = limit_rows(table, limit)
     headers["X-Lakehouse-Row-Count"] = str(shown.num_rows)
-    if body.format == "arrow":
+    if fmt == "arrow":
         return Response(table_to_ipc(shown), media_type=ARROW_STREAM_MEDIA_TYPE, headers=headers)
     payload = {**table_to_json(shown), "elapsed_ms": round(elapsed_ms, 3), "truncated": shown.num_rows < table.num_rows}
     return SafeJSONResponse(payload, headers=headers)

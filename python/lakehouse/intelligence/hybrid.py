@@ -256,7 +256,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     # 4. Final ranking and the reasons a recruiter reads.
     t = time.perf_counter()
     ranked = sorted(scores, key=lambda w: -(scores[w] + (boosts[w]["boost"] if w in boosts else 0.0)))[: q.k]
-    details = _details(lake, q.dataset, ranked, columns, integer_ids)
+    details = _details(lake, q.dataset, ranked, columns)
     sources = [_source(w, scores[w], boosts.get(w), details.get(w, {}), q) for w in ranked]
     timings["explain_ms"] = (time.perf_counter() - t) * 1000
     timings["total_ms"] = (time.perf_counter() - started) * 1000
@@ -310,15 +310,12 @@ def _empty(q: HybridQuery, timings: dict[str, float], started: float) -> dict[st
     }
 
 
-def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str], integer_ids: bool = False) -> dict[str, dict[str, Any]]:
-    from lakehouse.lakehouse import quote_ident
-
+def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str]) -> dict[str, dict[str, Any]]:
     if not worker_ids:
         return {}
     wanted = [c for c in DETAIL_COLUMNS if c in columns]
-    select = ", ".join(["CAST(worker_id AS VARCHAR) AS worker_id", *(quote_ident(c) for c in wanted)])
-    rows = lake.sql(f"SELECT {select} FROM {quote_ident(dataset)} WHERE {_id_in(worker_ids, integer_ids)}").to_pylist()
-    return {r.pop("worker_id"): r for r in rows}
+    rows = lake.lookup(dataset, "worker_id", worker_ids, ["worker_id", *wanted]).to_pylist()
+    return {str(r.pop("worker_id")): r for r in rows}
 
 
 def _source(worker_id: str, semantic: float, boost: dict[str, Any] | None, fields: dict[str, Any], q: HybridQuery) -> dict[str, Any]:

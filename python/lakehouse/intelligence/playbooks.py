@@ -167,14 +167,11 @@ class PlaybookMemory:
     def _worker_facts(self, worker_ids: list[str]) -> list[dict[str, Any]]:
         if not worker_ids or self._lake._catalog.get_live(WORKERS) is None:
             return []
-        from lakehouse.intelligence.hybrid import id_filter
-
         columns = self._lake.dataset(WORKERS)["columns"]
         wanted = [c["name"] for c in columns if c["name"] in ("certifications", "skills", "archetype", "reliability")]
         if not wanted:
             return []
-        sql = f"SELECT {', '.join(wanted)} FROM workers WHERE {id_filter(worker_ids, columns)}"
-        return self._lake.sql(sql).to_pylist()
+        return self._lake.lookup(WORKERS, "worker_id", worker_ids, wanted).to_pylist()
 
     def stats(self) -> dict[str, Any]:
         entries = self.entries()
