@@ -178,11 +178,11 @@ def test_skipping_boosted_workers_that_cannot_rank_never_changes_the_top_k(simil
     """The final top-k with only the boosted workers that could still rank scored equals
     the top-k with every boosted worker scored (final = similarity + boost)."""
     workers = {f"w{i}": s for i, s in enumerate(similarity)}
-    boosts = {f"w{i}": {"boost": b} for i, b in boosted.items() if f"w{i}" in workers}
+    boosts = {f"w{i}": b for i, b in boosted.items() if f"w{i}" in workers}
     retrieved = dict(sorted(workers.items(), key=lambda item: -item[1])[:depth])  # what the semantic search returns
 
     def top(scores):
-        final = {w: s + (boosts[w]["boost"] if w in boosts else 0.0) for w, s in scores.items()}
+        final = {w: s + boosts.get(w, 0.0) for w, s in scores.items()}
         return sorted(final.values(), reverse=True)[:k]
 
     everyone = {**retrieved, **{w: workers[w] for w in boosts}}

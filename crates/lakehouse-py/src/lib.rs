@@ -28,6 +28,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<vectors::PyHnswIndex>()?;
     m.add_class::<vectors::PyIndexRegistry>()?;
     m.add_class::<vectors::PyPlaybookMemory>()?;
+    m.add_class::<vectors::PyBoosts>()?;
     m.add_class::<vectors::PyEmbeddingCache>()?;
     m.add_function(wrap_pyfunction!(convert::fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(convert::storage_schema, m)?)?;

@@ -12,10 +12,10 @@ use arrow_pyarrow::PyArrowType;
 use pyo3::exceptions::PyValueError;
 
 use lakehouse_shared::LakehouseError;
-use lakehouse_vectord::playbook::{BoostQuery, CompactionPolicy, NewPlaybook};
+use lakehouse_vectord::playbook::{BoostQuery, BoostResult, CompactionPolicy, NewPlaybook, WorkerBoost};
 use lakehouse_vectord::{CachedEmbedder, EmbeddingCache, HnswIndex, HnswParams, IndexRegistry, IndexVersion, LayeredIndex, MiniLmEmbedder, PlannerConfig, PlaybookMemory, Precision};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::convert::{from_py, locked, to_py};
 use crate::errors::IntoPyResult;
@@ -337,17 +337,17 @@ impl PyPlaybookMemory {
         locked(py, &self.inner, |m| m.mark_failed(city, state, worker_id, name)).py()
     }
 
-    /// {workers: [...], diagnostics: {...}, line: "playbook_boost: ..."}. The candidate
-    /// worker ids come beside the request as an Arrow string array (they can be tens of
-    /// thousands: read in place, no per-id Python object or JSON).
+    /// The boosts of one query, held in the core (see `Boosts`). The candidate worker ids
+    /// come beside the request as an Arrow string array (they can be tens of thousands:
+    /// read in place, no per-id Python object or JSON).
     #[pyo3(signature = (query_le, request, candidates=None))]
-    fn boost<'py>(
+    fn boost(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         query_le: &[u8],
-        request: &Bound<'py, PyAny>,
+        request: &Bound<'_, PyAny>,
         candidates: Option<PyArrowType<ArrayData>>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<PyBoosts> {
         let query = floats(query_le)?;
         let request: BoostQuery = from_py(request)?;
         let candidates = candidates.map(|c| as_strings(c.0)).transpose()?;
@@ -356,7 +356,7 @@ impl PyPlaybookMemory {
             m.boost(&query, &request, ids.as_deref())
         })
         .py()?;
-        to_py(py, &result)
+        Ok(PyBoosts { result })
     }
 
     #[pyo3(signature = (query_le, k, city=None, state=None, role=None))]
@@ -389,6 +389,43 @@ impl PyPlaybookMemory {
         let policy: CompactionPolicy = from_py(policy)?;
         let report = py.detach(|| self.inner.lock().expect("playbook lock").compact(&policy, today)).py()?;
         to_py(py, &report)
+    }
+}
+
+/// One query's boosts. Ranking reads `by_worker()` (a dict of floats); the citations, the
+/// bulk of the answer, cross into Python only for the workers `explain` is asked about.
+#[pyclass(name = "Boosts", module = "lakehouse._core", frozen)]
+pub struct PyBoosts {
+    result: BoostResult,
+}
+
+#[pymethods]
+impl PyBoosts {
+    /// The `playbook_boost: ...` diagnostic line.
+    #[getter]
+    fn line(&self) -> &str {
+        &self.result.line
+    }
+
+    #[getter]
+    fn diagnostics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        to_py(py, &self.result.diagnostics)
+    }
+
+    /// worker id -> boost, one per worker.
+    fn by_worker<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for w in self.result.best_per_worker() {
+            out.set_item(&w.key.worker_id, w.boost)?;
+        }
+        Ok(out)
+    }
+
+    /// The full records (key, boost, failures, citations) of these workers, those boosted.
+    fn explain<'py>(&self, py: Python<'py>, worker_ids: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
+        let wanted: std::collections::HashSet<&str> = worker_ids.iter().map(String::as_str).collect();
+        let records: Vec<&WorkerBoost> = self.result.best_per_worker().filter(|w| wanted.contains(w.key.worker_id.as_str())).collect();
+        to_py(py, &records)
     }
 }
 

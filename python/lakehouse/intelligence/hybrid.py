@@ -9,9 +9,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
+
+import pyarrow as pa
 
 from lakehouse.errors import InvalidInput
 
@@ -28,6 +31,8 @@ DETAIL_COLUMNS = ("name", "role", "city", "state", "reliability", "availability"
 #: equality filters on a column with at most this many distinct values are rewritten from
 #: `lower(col) = lower(v)` (which lowercases every row) to `col IN (<its spellings>)`
 SPELLINGS_MAX_DISTINCT = 50_000
+#: filters whose candidate ids are kept in memory (per data directory, least recently used out)
+CANDIDATE_SETS_KEPT = 64
 
 
 @dataclass
@@ -78,13 +83,18 @@ def build_where(
     from lakehouse.lakehouse import sql_literal
 
     clauses = []
+    equalities = []  # (distinct values of the column, clause)
     for column, value in (("role", q.role), ("city", q.city), ("state", q.state), ("availability", q.availability)):
         if value:
             if column not in columns:
                 raise InvalidInput(f"dataset {q.dataset!r} has no column {column!r} to filter on")
             if column == "city" and q.radius_miles is not None:
                 continue  # the radius replaces the exact city
-            clauses.append(_equals_ignoring_case(column, value, spellings))
+            groups = spellings(column) if spellings is not None else None
+            equalities.append((len(groups) if groups is not None else 0, _equals_ignoring_case(column, value, groups)))
+    # The engine evaluates AND left to right and tests later clauses only on the rows that
+    # passed: the column with the most distinct values (the likeliest to reject) goes first.
+    clauses.extend(clause for _, clause in sorted(equalities, key=lambda e: -e[0]))
     for cert in q.certifications:
         clauses.append(f"lower(certifications) LIKE {sql_literal('%' + cert.lower() + '%')}")
     if q.min_reliability is not None:
@@ -103,13 +113,13 @@ def build_where(
     return clauses
 
 
-def _equals_ignoring_case(column: str, value: str, spellings: Callable[[str], dict[str, list[str]] | None] | None) -> str:
+def _equals_ignoring_case(column: str, value: str, groups: dict[str, list[str]] | None) -> str:
+    """`groups`: the column's stored values grouped by their lowercase form (see `_Spellings`)."""
     from lakehouse.lakehouse import quote_ident, sql_literal
 
     ident = quote_ident(column)
     # ASCII lowercasing is the same in Python and in the engine; other text keeps lower() = lower()
-    groups = spellings(column) if spellings is not None and str(value).isascii() else None
-    if groups is None:
+    if groups is None or not str(value).isascii():
         return f"lower({ident}) = lower({sql_literal(value)})"
     found = groups.get(str(value).lower(), [])
     if not found:
@@ -183,6 +193,35 @@ class _Spellings:
 _SPELLINGS = _Spellings()
 
 
+class _CandidateSets:
+    """The candidate ids of recent filters, per dataset version: recruiters refine the
+    query text under one filter far more often than they change the filter, and the
+    filter's answer cannot change until the dataset does (a new version is another key).
+    Filters with raw `sql_filter` text are never kept: they may read other datasets."""
+
+    def __init__(self, capacity: int = CANDIDATE_SETS_KEPT) -> None:
+        self._lock = threading.Lock()
+        self._sets: OrderedDict[tuple[str, str, tuple[str, int], str], pa.ChunkedArray] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, key: tuple[str, str, tuple[str, int], str], read: Callable[[], pa.ChunkedArray]) -> tuple[pa.ChunkedArray, bool]:
+        """(the ids, whether they came from memory)."""
+        with self._lock:
+            hit = self._sets.get(key)
+            if hit is not None:
+                self._sets.move_to_end(key)
+                return hit, True
+        ids = read()
+        with self._lock:
+            self._sets[key] = ids
+            while len(self._sets) > self._capacity:
+                self._sets.popitem(last=False)
+        return ids, False
+
+
+_CANDIDATES = _CandidateSets()
+
+
 def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     from lakehouse.lakehouse import quote_ident, sql_literal
 
@@ -216,10 +255,14 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     if where:
         # Kept as Arrow: the vector search and the boost key it in the core, with no
         # Python string per candidate (a broad filter keeps tens of thousands).
-        id_column = lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}")["worker_id"]
+        select = f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}"
+        if q.sql_filter:
+            id_column, reused = lake.sql(select)["worker_id"], False
+        else:
+            id_column, reused = _CANDIDATES.get((str(lake.path), q.dataset, version, select), lambda: lake.sql(select)["worker_id"])
         sql_matches = len(id_column)
     else:
-        id_column = None
+        id_column, reused = None, False
         sql_matches = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py())
     timings["sql_ms"] = (time.perf_counter() - t) * 1000
     if sql_matches == 0:
@@ -238,14 +281,14 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
 
     # 3. Playbook boost, keyed by worker id within the candidate pool.
     t = time.perf_counter()
-    boosts: dict[str, dict[str, Any]] = {}
-    boost_line, diagnostics = "playbook_boost: disabled", None
+    boosts: dict[str, float] = {}
+    boost_line, diagnostics, explained = "playbook_boost: disabled", None, None
     if q.use_playbook_memory:
         memory = lake.playbooks
         result = memory.boost(vector, city=q.city, state=q.state, role=q.role, k=q.playbook_memory_k,
                               candidates=id_column, candidates_only=True, max_citations=MAX_CITATIONS, today=q.today)
-        boosts = {w["worker_id"]: w for w in result["workers"]}
-        boost_line, diagnostics = result["line"], result["diagnostics"]
+        boosts, explained = result.by_worker(), result.explain
+        boost_line, diagnostics = result.line, result.diagnostics
         log.info(boost_line)
         missing = _could_enter_top_k(scores, boosts, q.k, full_depth=len(scores) >= depth)
         if missing:  # boosted workers outside the semantic top that could still rank: score them exactly
@@ -255,15 +298,17 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
 
     # 4. Final ranking and the reasons a recruiter reads.
     t = time.perf_counter()
-    ranked = sorted(scores, key=lambda w: -(scores[w] + (boosts[w]["boost"] if w in boosts else 0.0)))[: q.k]
+    ranked = sorted(scores, key=lambda w: -(scores[w] + boosts.get(w, 0.0)))[: q.k]
     details = _details(lake, q.dataset, ranked, columns)
-    sources = [_source(w, scores[w], boosts.get(w), details.get(w, {}), q) for w in ranked]
+    cited = {b["worker_id"]: b for b in explained([w for w in ranked if w in boosts])} if explained else {}
+    sources = [_source(w, scores[w], cited.get(w), details.get(w, {}), q) for w in ranked]
     timings["explain_ms"] = (time.perf_counter() - t) * 1000
     timings["total_ms"] = (time.perf_counter() - started) * 1000
     return {
         "query": q.query,
         "k": q.k,
         "sql_matches": sql_matches,
+        "sql_reused": reused,
         "sources": sources,
         "search_path": semantic["path"],
         "index_version": semantic["version"],
@@ -275,7 +320,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     }
 
 
-def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, dict[str, Any]], k: int, *, full_depth: bool) -> list[str]:
+def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, float], k: int, *, full_depth: bool) -> list[str]:
     """Boosted workers outside the semantic top that could still reach the final top `k`.
     Such a worker's similarity is at most the lowest one retrieved (the search returned
     the most similar candidates), so its final score is at most that plus its boost; when
@@ -285,9 +330,9 @@ def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, dict[str, Any
     outside = [w for w in boosts if w not in scores]
     if not outside or len(scores) < k or not full_depth:
         return outside
-    finals = sorted((s + (boosts[w]["boost"] if w in boosts else 0.0) for w, s in scores.items()), reverse=True)
+    finals = sorted((s + boosts.get(w, 0.0) for w, s in scores.items()), reverse=True)
     kth, ceiling = finals[k - 1], min(scores.values())
-    return [w for w in outside if ceiling + boosts[w]["boost"] >= kth]
+    return [w for w in outside if ceiling + boosts[w] >= kth]
 
 
 #: runs query embeddings beside the SQL filter (see `hybrid_search`)

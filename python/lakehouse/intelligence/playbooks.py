@@ -107,10 +107,12 @@ class PlaybookMemory:
         candidates_only: bool = False,
         max_citations: int | None = None,
         today: str | None = None,
-    ) -> dict[str, Any]:
-        """The boost per worker. With `candidates` (the SQL filter's worker ids) only
-        playbooks endorsing one of them are considered; `candidates_only` returns only
-        their boosts; `max_citations` keeps the strongest citations per worker."""
+    ) -> _core.Boosts:
+        """The boosts of one query, held in the core: `by_worker()` (worker id -> boost),
+        `explain(worker_ids)` (their citations and failures), `line`, `diagnostics`. With
+        `candidates` (the SQL filter's worker ids) only playbooks endorsing one of them are
+        considered; `candidates_only` keeps only their boosts; `max_citations` keeps the
+        strongest citations per worker."""
         vector = self._embed(query) if isinstance(query, str) else np.asarray(query, np.float32)
         request = {
             "city": city, "state": state, "role": role, "k": k, "today": today or today_iso(),

@@ -21,7 +21,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 VECTORS_DIR = "_vectors"
 CHUNKS_FILE = "chunks.parquet"
+#: candidate columns whose chunk keys a loaded version remembers (see `keys_for_docs`)
+KEYED_COLUMNS_KEPT = 16
 Progress = Callable[[int, int], None]
 
 
@@ -130,6 +133,10 @@ class LoadedVersion:
     chunks_per_doc: dict[str, int]  # only documents with more than one chunk
     indexed_docs: pa.Array  # every document id held (with repeats for multi-chunk documents)
     dataset_version: int
+    #: keys of recently searched Arrow candidate columns, by identity (hybrid search reuses
+    #: one filter's column across queries); the column is held, so its id stays its own
+    _keys_of_column: OrderedDict[int, tuple[Any, np.ndarray]] = field(default_factory=OrderedDict, repr=False)
+    _keys_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_chunks(cls, version: int, backend: VectorBackend, chunks: pa.Table) -> LoadedVersion:
@@ -148,7 +155,18 @@ class LoadedVersion:
         """Chunk keys of these documents. An Arrow array (a SQL result column) is keyed in
         the core with no Python object per id: hybrid search passes tens of thousands."""
         if not self.chunks_per_doc:  # one chunk per document: the common case, no loop over chunks
-            return first_chunk_keys(doc_ids if isinstance(doc_ids, (pa.Array, pa.ChunkedArray)) else pa.array(doc_ids, pa.string()))
+            if not isinstance(doc_ids, (pa.Array, pa.ChunkedArray)):
+                return first_chunk_keys(pa.array(doc_ids, pa.string()))
+            with self._keys_lock:
+                hit = self._keys_of_column.get(id(doc_ids))
+            if hit is not None and hit[0] is doc_ids:
+                return hit[1]
+            keys = first_chunk_keys(doc_ids)
+            with self._keys_lock:
+                self._keys_of_column[id(doc_ids)] = (doc_ids, keys)
+                while len(self._keys_of_column) > KEYED_COLUMNS_KEPT:
+                    self._keys_of_column.popitem(last=False)
+            return keys
         return chunk_keys([f"{d}#{n}" for d in _as_list(doc_ids) for n in range(self.chunks_per_doc.get(d, 1))])
 
     def docs_for_keys(self, keys: np.ndarray) -> list[str]:

@@ -192,6 +192,16 @@ pub struct BoostResult {
     pub line: String,
 }
 
+impl BoostResult {
+    /// One boost per worker id, largest first: a worker endorsed under two keys (two
+    /// cities, or two spellings of a name) keeps the larger boost, which already counts
+    /// its own failures. Ranking needs only this; citations are read for the final few.
+    pub fn best_per_worker(&self) -> impl Iterator<Item = &WorkerBoost> {
+        let mut seen = HashSet::new();
+        self.workers.iter().filter(move |w| seen.insert(w.key.worker_id.as_str()))
+    }
+}
+
 /// Compaction settings: entries older than `ttl_days`, or whose best possible boost has
 /// decayed below `decay_floor`, are dropped; entries of one (role, city, state) whose
 /// operations are near-duplicates (cosine >= `merge_cosine`) are merged into the newest.
