@@ -75,8 +75,62 @@ pub(super) struct EntryIndex {
     by_place: HashMap<u32, Vec<u32>>,
     by_state: HashMap<u32, Vec<u32>>,
     /// Endorsed worker id -> its dense number, which indexes `by_worker`.
-    workers: HashMap<String, u32>,
+    workers: WorkerNumbers,
     by_worker: Vec<Vec<u32>>,
+}
+
+/// Worker id -> dense number. Ids written as canonical decimal integers (database keys,
+/// the common case) are held as numbers: a boost maps tens of thousands of candidate ids
+/// per query, and hashing a u64 costs a fraction of hashing and comparing a string.
+#[derive(Default)]
+struct WorkerNumbers {
+    numeric: HashMap<u64, u32>,
+    text: HashMap<String, u32>,
+}
+
+impl WorkerNumbers {
+    fn get(&self, id: &str) -> Option<u32> {
+        match canonical_number(id) {
+            Some(n) => self.numeric.get(&n).copied(),
+            None => self.text.get(id).copied(),
+        }
+    }
+
+    fn get_or_insert(&mut self, id: &str, next: u32) -> u32 {
+        match canonical_number(id) {
+            Some(n) => *self.numeric.entry(n).or_insert(next),
+            None => *self.text.entry(id.to_string()).or_insert(next),
+        }
+    }
+}
+
+/// `id` as a number when it is one written canonically (digits, no sign, no leading
+/// zero): then the number and the text identify each other, so either can be the key.
+fn canonical_number(id: &str) -> Option<u64> {
+    let digits = id.as_bytes();
+    let canonical = !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) && (digits[0] != b'0' || digits.len() == 1);
+    if canonical { id.parse().ok() } else { None }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::canonical_number;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Two ids share a numeric key only if they are the same text.
+        #[test]
+        fn a_numeric_key_stands_for_exactly_one_text(id in "[0-9]{0,21}|[ +-]?[0-9a-f]{1,4}") {
+            if let Some(n) = canonical_number(&id) {
+                prop_assert_eq!(n.to_string(), id);
+            }
+        }
+
+        #[test]
+        fn every_u64_up_to_19_digits_is_numeric(n in 0u64..10_000_000_000_000_000_000) {
+            prop_assert_eq!(canonical_number(&n.to_string()), Some(n));
+        }
+    }
 }
 
 /// The SQL candidates a boost may reward, as a bitset over the memory's worker numbers
@@ -147,7 +201,7 @@ impl EntryIndex {
         let old_ids: HashSet<&str> = old.fields.workers.iter().map(|w| w.worker_id.trim()).collect();
         let new_ids: HashSet<&str> = new.fields.workers.iter().map(|w| w.worker_id.trim()).collect();
         for gone in old_ids.difference(&new_ids) {
-            if let Some(&n) = self.workers.get(*gone) {
+            if let Some(n) = self.workers.get(gone) {
                 self.by_worker[n as usize].retain(|&e| e != id);
             }
         }
@@ -158,8 +212,8 @@ impl EntryIndex {
     }
 
     fn postings_of(&mut self, worker_id: &str) -> &mut Vec<u32> {
-        let next = self.workers.len() as u32;
-        let n = *self.workers.entry(worker_id.to_string()).or_insert(next);
+        let next = self.by_worker.len() as u32;
+        let n = self.workers.get_or_insert(worker_id, next);
         if n == next {
             self.by_worker.push(Vec::new());
         }
@@ -168,7 +222,7 @@ impl EntryIndex {
 
     /// The dense number of an endorsed worker id (UNKNOWN for one no entry endorses).
     pub fn worker_no(&self, worker_id: &str) -> u32 {
-        self.workers.get(worker_id.trim()).copied().unwrap_or(UNKNOWN)
+        self.workers.get(worker_id.trim()).unwrap_or(UNKNOWN)
     }
 
     pub fn role_id(&self, role: &str) -> u32 {
