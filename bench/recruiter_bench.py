@@ -18,7 +18,10 @@ Records
   rotate over what recruiters type: role + city + state, role + state, role only.
   Playbook memory is on and holds the 100,000 seeded playbooks below. Extras: the p50
   with a cached query text (the same queries again), p50 / p95 per filter kind, stage
-  medians (`latency_ms` of the answer), planner paths, candidate counts. Targets:
+  medians (`latency_ms` of the answer), planner paths, candidate counts, and how many
+  queries met a filter already seen in the run (`filter_reused`: their candidate ids come
+  from hybrid search's per-filter memory, as a recruiter refining the text under one
+  filter gets them) with the p50 / p95 of the others (`*_new_filter`). Targets:
   p50 <= 15 ms, p95 <= 40 ms.
 - `memory` / `memory_query` (ms): p50 of the recruiter API's `POST /memory/query`
   (`mcp_server.app.create_app` behind a Starlette TestClient, as a recruiter-role key),
@@ -453,10 +456,16 @@ def bench_hybrid(lake: Any, sizes: Sizes, sample: Sample, seed: int) -> tuple[li
     per_kind = {kind: {"p50_ms": p50(times[kind]), "p95_ms": p95(times[kind]), "n": len(times[kind]),
                        "sql_matches_p50": p50([a["sql_matches"] for a in answers[kind]]),
                        "paths": dict(Counter(a["search_path"] for a in answers[kind])),
+                       # filters seen earlier in the run answer from the candidate-id memory
+                       "filter_reused": sum(bool(a.get("sql_reused")) for a in answers[kind]),
+                       "p50_ms_new_filter": p50([t for t, a in zip(times[kind], answers[kind]) if not a.get("sql_reused")] or [0.0]),
                        "stages_p50_ms": _stage_medians(answers[kind])} for kind in KINDS}
     shared = {
         "queries": len(every), "distinct_query_texts": True, "playbook_entries": len(lake.playbooks),
         "cached_query_p50_ms": p50(cached), "cached_query_p95_ms": p95(cached), "cached_queries": len(cached),
+        "filter_reused": sum(bool(a.get("sql_reused")) for a in all_answers),
+        "p50_ms_new_filter": p50([t for kind in KINDS for t, a in zip(times[kind], answers[kind]) if not a.get("sql_reused")] or [0.0]),
+        "p95_ms_new_filter": p95([t for kind in KINDS for t, a in zip(times[kind], answers[kind]) if not a.get("sql_reused")] or [0.0]),
         "by_filter": per_kind, "stages_p50_ms": _stage_medians(all_answers), "k": 10,
     }
     rows = _workers_rows(lake)

@@ -84,8 +84,9 @@ class RecruiterGateway(GatewayClient):
         return self._json("DELETE", f"/vectors/playbook_memory/{quote(playbook_id, safe='')}")
 
     def patterns(self, query: str, *, k: int = 25, city: str | None = None, state: str | None = None,
-                 role: str | None = None) -> dict[str, Any]:
-        params = {k_: v for k_, v in {"query": query, "k": k, "city": city, "state": state, "role": role}.items() if v is not None}
+                 role: str | None = None, prior_role: str | None = None) -> dict[str, Any]:
+        params = {k_: v for k_, v in {"query": query, "k": k, "city": city, "state": state, "role": role,
+                                      "prior_role": prior_role}.items() if v is not None}
         return self._json("GET", "/vectors/playbook_memory/patterns", params=params)
 
     def memory_stats(self) -> dict[str, Any]:

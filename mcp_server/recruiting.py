@@ -540,9 +540,9 @@ class Recruiting:
                           "use_playbook_memory": True, "exclude_worker_ids": self.blacklisted_ids(client)}
         jobs = {
             "hybrid": timed("hybrid", lambda: self.gateway.hybrid(hybrid_request)),
-            "patterns": timed("patterns", lambda: self.gateway.patterns(query, k=25, city=city, state=state)),
-            "prior_playbooks": timed("prior_playbooks", lambda: self.gateway.patterns(query, k=25, city=city, state=state, role=role)
-                                     if role and city and state else {"similar": []}),
+            # one call: the patterns across similar fills, and the prior fills of this role here
+            "patterns": timed("patterns", lambda: self.gateway.patterns(query, k=25, city=city, state=state,
+                                                                        prior_role=role if role and city and state else None)),
             "prior_placements": timed("prior_placements", lambda: self.prior_placements(role, city, state)),
             "tags": timed("masking_tags", lambda: self.worker_tags()[0]),
         }
@@ -566,13 +566,18 @@ class Recruiting:
                 raise ApiError(503, "MaskingUnavailable", "could not read the workers dataset's column tags")
             playbook_workers = masking.mask_rows(playbook_workers, tags, who.role)
             reliable = masking.mask_rows(reliable, tags, who.role)
-        prior_playbooks = got["prior_playbooks"]
+        patterns = got["patterns"]
+        if "error" in patterns:
+            prior_playbooks = patterns
+        else:
+            patterns = dict(patterns)
+            prior_playbooks = {"similar": patterns.pop("similar_in_role", [])}
         latency["total_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return {
             "query": {"text": query, "role": role, "city": city, "state": state, "client": client, "inferred": inferred or None},
             "playbook_workers": playbook_workers,
             "playbook_boost": hybrid.get("playbook_boost") if "error" not in hybrid else hybrid,
-            "discovered_patterns": got["patterns"],
+            "discovered_patterns": patterns,
             "prior_fills": {
                 "playbooks": prior_playbooks.get("similar", []) if "error" not in prior_playbooks else prior_playbooks,
                 "placements": got["prior_placements"],

@@ -70,10 +70,16 @@ impl PyEmbedder {
         self.inner.model().model_id()
     }
 
-    /// The arithmetic the encoder runs: "f32" or "bf16".
+    /// The arithmetic of queries and small batches: "f32", "f16" or "bf16".
     #[getter]
     fn precision(&self) -> &'static str {
         self.inner.model().precision().as_str()
+    }
+
+    /// The arithmetic of large batches (under "auto", whichever ran faster here).
+    #[getter]
+    fn batch_precision(&self) -> &'static str {
+        self.inner.model().batch_precision().as_str()
     }
 
     /// Returns (float32 bytes of len(texts) x dim, stats dict).

@@ -62,9 +62,14 @@ impl MiniLmEmbedder {
         &self.model_id
     }
 
-    /// The arithmetic the encoder runs (`F32` or `Bf16`, never `Auto`).
+    /// The arithmetic of queries and small batches (never `Auto`).
     pub fn precision(&self) -> Precision {
         self.encoder.precision()
+    }
+
+    /// The arithmetic of large batches (see `Encoder::choose_batch_path`).
+    pub fn batch_precision(&self) -> Precision {
+        self.encoder.batch_precision()
     }
 
     /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
@@ -202,6 +207,21 @@ mod tests {
         for (i, text) in texts.iter().enumerate() {
             let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &fast[i * 384..(i + 1) * 384]);
             assert!(cosine > 0.99999, "{text:.20}: cosine {cosine}");
+        }
+    }
+
+    #[test]
+    fn auto_runs_large_batches_on_the_measured_faster_weights_with_the_same_answers() {
+        let auto = embedder();
+        assert!([auto.precision(), Precision::F32].contains(&auto.batch_precision()));
+        let long = "certified forklift operator with OSHA-10 and night shift dock experience ".repeat(6);
+        let texts: Vec<String> = (0..12).map(|i| format!("{long} {i}")).collect(); // > FEW_ROWS rows
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let exact = MiniLmEmbedder::load(&model_dir(), "m", Precision::F32).unwrap().embed(&refs).unwrap();
+        let got = auto.embed(&refs).unwrap();
+        for i in 0..texts.len() {
+            let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &got[i * 384..(i + 1) * 384]);
+            assert!(cosine > 0.999, "text {i}: cosine {cosine}");
         }
     }
 

@@ -106,6 +106,8 @@ impl Precision {
 struct Dense {
     weight: Vec<f32>,
     packed: Option<Packed>,
+    /// Products of more than [`FEW_ROWS`] rows use `packed` too (else the f32 `weight`).
+    packed_batches: bool,
     bias: Vec<f32>,
     input: usize,
     output: usize,
@@ -147,20 +149,28 @@ fn flat(t: Tensor) -> candle_core::Result<Vec<f32>> {
 
 impl Dense {
     fn load(vb: VarBuilder, input: usize, output: usize) -> candle_core::Result<Self> {
-        Ok(Self { weight: flat(vb.get((output, input), "weight")?)?, packed: None, bias: flat(vb.get(output, "bias")?)?, input, output })
+        let (weight, bias) = (flat(vb.get((output, input), "weight")?)?, flat(vb.get(output, "bias")?)?);
+        Ok(Self { weight, packed: None, packed_batches: true, bias, input, output })
     }
 
-    /// Switch to a packed path when asked and the shape allows it.
-    fn with_precision(mut self, precision: Precision) -> Self {
+    /// Switch to a packed path when asked and the shape allows it; `keep_f32` keeps the
+    /// f32 weights beside it (for batches, see [`Encoder::choose_batch_path`]).
+    fn with_precision(mut self, precision: Precision, keep_f32: bool) -> Self {
         self.packed = match precision {
             Precision::Bf16 => PackedWeights::pack(&self.weight, self.input, self.output).map(Packed::Bf16),
             Precision::F16 => HalfWeights::pack(&self.weight, self.input, self.output).map(Packed::F16),
             Precision::F32 | Precision::Auto => None,
         };
-        if self.packed.is_some() {
+        if self.packed.is_some() && !keep_f32 {
             self.weight = Vec::new();
         }
         self
+    }
+
+    /// Use the packed weights for batches too (`true`), or the f32 ones; in the latter
+    /// case they must have been kept.
+    fn set_packed_batches(&mut self, packed: bool) {
+        self.packed_batches = packed || self.weight.is_empty();
     }
 
     /// Q, K and V stacked into one (3·out, in) product.
@@ -168,7 +178,7 @@ impl Dense {
         let (input, output) = (parts[0].input, parts.iter().map(|p| p.output).sum());
         let weight = parts.iter().flat_map(|p| p.weight.iter().copied()).collect();
         let bias = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
-        Self { weight, packed: None, bias, input, output }
+        Self { weight, packed: None, packed_batches: true, bias, input, output }
     }
 
     /// `rows` x `output`, from `x` (`rows` x `input`, row-major).
@@ -178,15 +188,15 @@ impl Dense {
             out.extend_from_slice(&self.bias);
         }
         match &self.packed {
-            Some(Packed::Bf16(packed)) => {
+            Some(Packed::Bf16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
                 packed.multiply_add(x, rows, &mut out);
                 return out;
             }
-            Some(Packed::F16(packed)) => {
+            Some(Packed::F16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
                 packed.multiply_add(x, rows, &mut out);
                 return out;
             }
-            None => {}
+            _ => {}
         }
         if rows <= FEW_ROWS {
             few_rows_product(x, rows, &self.weight, self.input, self.output, &mut out);
@@ -393,8 +403,11 @@ impl Encoder {
         if config.hidden_act != "gelu" {
             candle_core::bail!("activation {:?} is not supported (only gelu)", config.hidden_act);
         }
+        let requested = precision;
         let precision = precision.resolve()?;
-        let dense = |vb: VarBuilder, input, output| Dense::load(vb, input, output).map(|d| d.with_precision(precision));
+        // `Auto` with a packed path measures which weights batches run faster on (below).
+        let calibrate = requested == Precision::Auto && precision != Precision::F32;
+        let dense = |vb: VarBuilder, input, output| Dense::load(vb, input, output).map(|d| d.with_precision(precision, calibrate));
         let (hidden, inter) = (config.hidden_size, config.intermediate_size);
         let emb = vb.pp("embeddings");
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -408,7 +421,7 @@ impl Encoder {
                     Dense::load(own.pp("key"), hidden, hidden)?,
                     Dense::load(own.pp("value"), hidden, hidden)?,
                 ])
-                .with_precision(precision),
+                .with_precision(precision, calibrate),
                 attention_out: dense(attention.pp("output").pp("dense"), hidden, hidden)?,
                 attention_norm: Norm::load(attention.pp("output").pp("LayerNorm"), hidden)?,
                 intermediate: dense(layer.pp("intermediate").pp("dense"), hidden, inter)?,
@@ -416,7 +429,7 @@ impl Encoder {
                 output_norm: Norm::load(layer.pp("output").pp("LayerNorm"), hidden)?,
             });
         }
-        Ok(Self {
+        let mut encoder = Self {
             word: flat(emb.get((config.vocab_size, hidden), "word_embeddings.weight")?)?,
             position: flat(emb.get((config.max_position_embeddings, hidden), "position_embeddings.weight")?)?,
             token_type: flat(emb.get((2, hidden), "token_type_embeddings.weight")?)?[..hidden].to_vec(),
@@ -424,12 +437,61 @@ impl Encoder {
             layers,
             config: config.clone(),
             precision,
-        })
+        };
+        if calibrate {
+            encoder.choose_batch_path();
+        }
+        Ok(encoder)
     }
 
-    /// The arithmetic in use (resolved: `F32` or `Bf16`).
+    /// Which weights large batches run on. The packed kernels always win on a query (a
+    /// few rows: the f32 weights do not stay in cache), but on large batches gemm's f32
+    /// kernels win on some CPUs and lose on others (Intel Xeon, session 6: bf16 187
+    /// against f32 328 texts/s; AMD Zen 4: bf16 271 against ~200). So `Auto` times one
+    /// synthetic batch both ways, once per process, and keeps the faster; an explicit
+    /// precision is used throughout.
+    fn choose_batch_path(&mut self) {
+        static PACKED_BATCHES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let packed = *PACKED_BATCHES.get_or_init(|| {
+            let texts: Vec<Vec<u32>> = (0..48u32).map(|i| (0..24u32).map(|t| 1000 + (i * 31 + t * 7) % 20_000).collect()).collect();
+            let batch: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
+            let mut timed = |packed: bool| {
+                self.set_packed_batches(packed);
+                self.embed(&batch); // warm up caches and the thread pool
+                let started = std::time::Instant::now();
+                self.embed(&batch);
+                started.elapsed()
+            };
+            timed(true) <= timed(false)
+        });
+        self.set_packed_batches(packed);
+        if packed {
+            self.each_dense(|d| d.weight = Vec::new()); // the f32 copy is no longer needed
+        }
+    }
+
+    fn set_packed_batches(&mut self, packed: bool) {
+        self.each_dense(|d| d.set_packed_batches(packed));
+    }
+
+    fn each_dense(&mut self, mut f: impl FnMut(&mut Dense)) {
+        for layer in &mut self.layers {
+            for dense in [&mut layer.qkv, &mut layer.attention_out, &mut layer.intermediate, &mut layer.output] {
+                f(dense);
+            }
+        }
+    }
+
+    /// The arithmetic of queries and other small products (resolved: never `Auto`).
     pub fn precision(&self) -> Precision {
         self.precision
+    }
+
+    /// The arithmetic of large batches: `precision()`, or `F32` where `Auto` measured
+    /// gemm's f32 kernels faster on this CPU.
+    pub fn batch_precision(&self) -> Precision {
+        let packed = self.layers.first().is_none_or(|l| l.output.packed.is_none() || l.output.packed_batches);
+        if packed { self.precision } else { Precision::F32 }
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -111,9 +111,11 @@ def delete(playbook_id: str, request: Request, key: ApiKey = Depends(may_write))
 
 
 @router.get("/vectors/playbook_memory/patterns", summary="What similar past fills had in common")
-def patterns(request: Request, query: str, k: int = 25, city: str | None = None, state: str | None = None, role: str | None = None) -> SafeJSONResponse:
+def patterns(request: Request, query: str, k: int = 25, city: str | None = None, state: str | None = None, role: str | None = None,
+             prior_role: str | None = None) -> SafeJSONResponse:
+    """`prior_role` adds `similar_in_role`: the most similar fills of that role in the same place."""
     with _reading(request, "playbooks").read() as lake:
-        return SafeJSONResponse(lake.playbooks.patterns(query, k=k, city=city, state=state, role=role))
+        return SafeJSONResponse(lake.playbooks.patterns(query, k=k, city=city, state=state, role=role, prior_role=prior_role))
 
 
 @router.get("/vectors/playbook_memory/stats", summary="Totals, endorsed names, new today")

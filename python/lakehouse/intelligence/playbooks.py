@@ -128,10 +128,14 @@ class PlaybookMemory:
     def entries(self) -> list[dict[str, Any]]:
         return self._core.entries()
 
-    def patterns(self, query: str, *, k: int = 25, city: str | None = None, state: str | None = None, role: str | None = None) -> dict[str, Any]:
+    def patterns(self, query: str, *, k: int = 25, city: str | None = None, state: str | None = None, role: str | None = None,
+                 prior_role: str | None = None) -> dict[str, Any]:
         """What the `k` most similar past fills had in common: certifications and skills
-        with their share, archetype mix, reliability distribution of endorsed workers."""
-        similar = self._core.similar(self._embed(query).astype("<f4").tobytes(), k, city, state, role)
+        with their share, archetype mix, reliability distribution of endorsed workers.
+        With `prior_role`, also `similar_in_role`: the most similar fills of that role in
+        the same place (one embedding and one call for both views)."""
+        vector = self._embed(query).astype("<f4").tobytes()
+        similar = self._core.similar(vector, k, city, state, role)
         worker_ids = sorted({w["worker_id"] for playbook, _ in similar for w in playbook["workers"]})
         facts = self._worker_facts(worker_ids)
         certs, skills, archetypes = Counter(), Counter(), Counter()
@@ -155,7 +159,7 @@ class PlaybookMemory:
         if certs:
             cert, count = certs.most_common(1)[0]
             summary.append(f"{round(100 * count / n)}% {cert}")
-        return {
+        out = {
             "playbooks": len(similar),
             "workers": len(facts),
             "summary": " · ".join(summary),
@@ -163,8 +167,11 @@ class PlaybookMemory:
             "skills": shares(skills),
             "archetypes": shares(archetypes),
             "reliability": _distribution(reliability),
-            "similar": [{"id": p["id"], "operation": p["operation"], "date": p["date"], "similarity": round(s, 4)} for p, s in similar[:10]],
+            "similar": _briefs(similar),
         }
+        if prior_role:
+            out["similar_in_role"] = _briefs(self._core.similar(vector, k, city, state, prior_role))
+        return out
 
     def _worker_facts(self, worker_ids: list[str]) -> list[dict[str, Any]]:
         if not worker_ids or self._lake._catalog.get_live(WORKERS) is None:
@@ -198,6 +205,10 @@ class PlaybookMemory:
             expired=len(report["expired_ttl"]), decayed=len(report["decayed"]), merged=len(report["merged"]),
         ))
         return report
+
+
+def _briefs(similar: list[tuple[dict[str, Any], float]], top: int = 10) -> list[dict[str, Any]]:
+    return [{"id": p["id"], "operation": p["operation"], "date": p["date"], "similarity": round(s, 4)} for p, s in similar[:top]]
 
 
 def _split(value: Any) -> list[str]:
