@@ -662,6 +662,7 @@ for _ in range(reps):
     runs.append(time.perf_counter() - t)
 assert vectors.shape == (len(texts), embedder.dim)
 print(json.dumps({"runs": runs, "load_s": load_s, "dim": embedder.dim, "model": embedder.model_id,
+                  "precision": embedder.precision, "batch_precision": embedder.batch_precision,
                   "peak_rss_mib": hwm_mib(), "rss_after_load_mib": rss_before}))
 """
 
@@ -678,7 +679,8 @@ def bench_minilm_cpu(texts: list[str], reps: int, workdir: Path) -> dict[str, An
     chars = sum(len(t) for t in texts) / len(texts)
     rec = record("embed", "minilm_cpu", "texts_per_s", p50(rates), rows=len(texts), iterations=reps,
                  all_runs=[rnd(r, 1) for r in rates], batch=len(texts), mean_chars=rnd(chars, 1), model=result["model"],
-                 dim=result["dim"], model_load_s=rnd(result["load_s"]), embedder_peak_rss_mib=rnd(result["peak_rss_mib"], 1),
+                 dim=result["dim"], precision=result["precision"], batch_precision=result["batch_precision"],
+                 model_load_s=rnd(result["load_s"]), embedder_peak_rss_mib=rnd(result["peak_rss_mib"], 1),
                  embedder_rss_after_load_mib=rnd(result["rss_after_load_mib"], 1), target_texts_per_s=TARGET["texts_per_s"],
                  higher_is_better=True, subprocess=True)
     log(f"  embed/minilm_cpu: {p50(rates):.0f} texts/s ({len(texts)} texts, {chars:.0f} chars avg), "

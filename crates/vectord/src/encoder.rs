@@ -458,9 +458,15 @@ impl Encoder {
             let mut timed = |packed: bool| {
                 self.set_packed_batches(packed);
                 self.embed(&batch); // warm up caches and the thread pool
-                let started = std::time::Instant::now();
-                self.embed(&batch);
-                started.elapsed()
+                // the better of two runs: a noisy neighbour slows one, rarely both
+                (0..2)
+                    .map(|_| {
+                        let started = std::time::Instant::now();
+                        self.embed(&batch);
+                        started.elapsed()
+                    })
+                    .min()
+                    .expect("two runs")
             };
             timed(true) <= timed(false)
         });
