@@ -189,3 +189,16 @@ def test_skipping_boosted_workers_that_cannot_rank_never_changes_the_top_k(simil
     pruned = {**retrieved, **{w: workers[w] for w in _could_enter_top_k(dict(retrieved), boosts, k, full_depth=len(retrieved) >= depth)}}
     assert top(pruned) == top(everyone)
 
+
+
+def test_a_repeated_filter_reuses_its_candidates_until_the_dataset_changes(lake: Lakehouse):
+    first = search(lake, query="structural steel welder")
+    again = search(lake, query="pipe welder with stick experience")
+    assert (first["sql_reused"], again["sql_reused"]) == (False, True)
+    assert again["sql_matches"] == first["sql_matches"] == 4
+    lake.ingest_table(workers_table([(7, "Flo Gray", "Welder", "Toledo", "OH", 0.99, "OSHA-10", "TIG welder, aluminium")]), "workers")
+    after = search(lake, query="pipe welder with stick experience")
+    assert not after["sql_reused"] and after["sql_matches"] == 5, "a new version of the dataset is filtered again"
+    raw = search(lake, sql_filter="reliability > 0.5")
+    assert not raw["sql_reused"] and not search(lake, sql_filter="reliability > 0.5")["sql_reused"], \
+        "raw SQL may read other datasets: never reused"

@@ -103,10 +103,13 @@ def _ingest_or_quarantine(state: GatewayState, upload: ReceivedUpload, name: str
 
 
 # ---------------------------------------------------------------------- query
-class SqlRequest(BaseModel):
+class TableAnswer(BaseModel):
+    format: Literal["json", "arrow"] = Field(default="json", description="json rows, or an Arrow IPC stream")
+
+
+class SqlRequest(TableAnswer):
     sql: str = Field(description="read-only SQL over every live dataset (each dataset is a table)")
     limit: int | None = Field(default=None, ge=0, description="return at most this many rows")
-    format: Literal["json", "arrow"] = Field(default="json", description="json rows, or an Arrow IPC stream")
 
 
 @query_router.post(
@@ -124,12 +127,11 @@ def query_sql(body: SqlRequest, request: Request) -> Response:
     return _table_response(request, lambda lakehouse: lakehouse.sql(body.sql), body.limit, body.format)
 
 
-class LookupRequest(BaseModel):
+class LookupRequest(TableAnswer):
     dataset: str = Field(description="the dataset to read")
     key: str = Field(description="the key column, compared as text")
     keys: list[str | int] = Field(description="the key values wanted; rows come grouped in this order")
     columns: list[str] | None = Field(default=None, description="the columns to return (default: all)")
-    format: Literal["json", "arrow"] = Field(default="json", description="json rows, or an Arrow IPC stream")
 
 
 @query_router.post(
