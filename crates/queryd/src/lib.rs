@@ -207,10 +207,9 @@ impl QueryEngine {
                 selected.push(name.clone());
             }
         }
-        lookup::projection(&schema, &selected)?; // names the missing key column clearly
+        let positions = lookup::projection(&schema, &selected)?; // names a missing key column clearly
         if keys.is_empty() {
-            let projected = schema.project(&lookup::projection(&schema, &selected)?)?;
-            return Ok((Arc::new(projected), Vec::new()));
+            return Ok((Arc::new(schema.project(&positions)?), Vec::new()));
         }
         let matches = cast(ident(key_column), arrow::datatypes::DataType::Utf8).in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false);
         let frame = self

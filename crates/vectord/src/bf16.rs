@@ -12,20 +12,19 @@
 //!
 //! The micro-kernel keeps a tile of up to 6 token rows x 64 outputs in 24 registers,
 //! loads 4 weight vectors and broadcasts 6 activation pairs per input pair, and issues
-//! 24 `vdpbf16ps`. Output columns are split across the cores in groups of 64.
+//! 24 `vdpbf16ps`. [`crate::tiled`] schedules the tiles over the cores.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use crate::SharedOut;
+use crate::tiled::{self, TiledProduct};
 
 /// Outputs per register (16 f32 lanes).
 const LANES: usize = 16;
-/// Registers per tile along the outputs, and rows per tile.
+/// Registers per tile along the outputs.
 const TILE_BLOCKS: usize = 4;
-const TILE_ROWS: usize = 6;
 
 /// Whether this CPU can run the bf16 path.
 pub fn available() -> bool {
@@ -95,36 +94,26 @@ impl PackedWeights {
     pub fn multiply_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         assert!(available(), "the bf16 path needs AVX512-BF16");
         assert_eq!(x.len(), rows * self.input);
-        assert_eq!(out.len(), rows * self.output);
         let activations = pack_activations(x, rows, self.input);
-        let groups = self.output.div_ceil(LANES * TILE_BLOCKS);
-        let target = SharedOut(out.as_mut_ptr());
-        (0..groups).into_par_iter().for_each(|group| {
-            let first_block = group * TILE_BLOCKS;
-            let blocks = TILE_BLOCKS.min(self.output / LANES - first_block);
-            let mut row = 0;
-            while row < rows {
-                let tile_rows = TILE_ROWS.min(rows - row);
-                // SAFETY: the CPU has AVX512-BF16 (asserted above); the tile reads rows
-                // row..row+tile_rows of the packed activations and blocks
-                // first_block..first_block+blocks of the packed weights, and writes only its
-                // own output columns of those rows: groups write disjoint columns.
-                unsafe {
-                    tile_dispatch(
-                        tile_rows,
-                        blocks,
-                        Tile {
-                            x: activations.as_ptr().add(row * self.pairs()),
-                            w: self.data.as_ptr().add(first_block * self.pairs() * LANES * 2),
-                            pairs: self.pairs(),
-                            out: target.at(row * self.output + first_block * LANES),
-                            out_stride: self.output,
-                        },
-                    )
-                };
-                row += tile_rows;
-            }
-        });
+        tiled::multiply_add(self, &activations, self.pairs(), rows, out);
+    }
+}
+
+impl TiledProduct for PackedWeights {
+    type Activation = u32;
+    const LANES: usize = LANES;
+    const TILE_BLOCKS: usize = TILE_BLOCKS;
+
+    fn output(&self) -> usize {
+        self.output
+    }
+
+    unsafe fn tile(&self, x: *const u32, rows: usize, first_block: usize, blocks: usize, out: *mut f32) {
+        let pairs = self.pairs();
+        let w = self.data[first_block * pairs * LANES * 2..].as_ptr();
+        // SAFETY: forwarded from `TiledProduct::tile`'s contract; `w` starts the packed
+        // blocks first_block..first_block+blocks.
+        unsafe { tile_dispatch(rows, blocks, Tile { x, w, pairs, out, out_stride: self.output }) }
     }
 }
 
@@ -177,14 +166,7 @@ unsafe fn tile_dispatch(rows: usize, blocks: usize, tile: Tile) {
     }
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        match rows {
-            1 => by_blocks!(1),
-            2 => by_blocks!(2),
-            3 => by_blocks!(3),
-            4 => by_blocks!(4),
-            5 => by_blocks!(5),
-            _ => by_blocks!(6),
-        }
+        tiled::for_tile_rows!(rows, by_blocks)
     }
 }
 

@@ -10,24 +10,18 @@
 //! weights' own (11 significant bits: sentence vectors move by a cosine of ~1e-6).
 //!
 //! The micro-kernel keeps a tile of up to 6 token rows x 16 outputs in 12 registers: per
-//! input it widens 2 weight vectors, broadcasts 6 activations and issues 12 FMAs. Output
-//! columns are split across the cores in groups of 16.
+//! input it widens 2 weight vectors, broadcasts 6 activations and issues 12 FMAs.
+//! [`crate::tiled`] schedules the tiles over the cores.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
-
-use crate::SharedOut;
+use crate::tiled::{self, TiledProduct};
 
 /// Outputs per register (8 f32 lanes).
 const LANES: usize = 8;
-/// Registers per tile along the outputs, and rows per tile.
+/// Registers per tile along the outputs.
 const TILE_BLOCKS: usize = 2;
-const TILE_ROWS: usize = 6;
-/// Rows per task for a batch (a multiple of the tile): 48 rows of 1,536 activations are
-/// 288 KB, inside a Zen 3 core's 512 KB L2.
-const ROWS_PER_TASK: usize = 48;
 
 /// Whether this CPU can run the f16-weights path.
 pub fn available() -> bool {
@@ -73,50 +67,24 @@ impl HalfWeights {
     /// check [`available`] first.
     pub fn multiply_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
         assert!(available(), "the f16-weights path needs AVX2, FMA and F16C");
-        assert_eq!(x.len(), rows * self.input);
-        assert_eq!(out.len(), rows * self.output);
-        let groups = self.output.div_ceil(LANES * TILE_BLOCKS);
-        if rows <= ROWS_PER_TASK {
-            // A query's few rows: the cores split the outputs.
-            let target = SharedOut(out.as_mut_ptr());
-            (0..groups).into_par_iter().for_each(|group| self.tiles(x, rows, target, group));
-        } else {
-            // A batch: the cores split the rows, and each task sweeps every output over a
-            // block of rows small enough to stay in L2 (sweeping all rows per output group
-            // re-read a batch's activations from memory once per group).
-            out.par_chunks_mut(ROWS_PER_TASK * self.output).zip(x.par_chunks(ROWS_PER_TASK * self.input)).for_each(|(out, x)| {
-                let target = SharedOut(out.as_mut_ptr());
-                (0..groups).for_each(|group| self.tiles(x, x.len() / self.input, target, group));
-            });
-        }
+        tiled::multiply_add(self, x, self.input, rows, out);
+    }
+}
+
+impl TiledProduct for HalfWeights {
+    type Activation = f32;
+    const LANES: usize = LANES;
+    const TILE_BLOCKS: usize = TILE_BLOCKS;
+
+    fn output(&self) -> usize {
+        self.output
     }
 
-    /// Output group `group` (16 outputs) of every row of `x`, tile by tile.
-    fn tiles(&self, x: &[f32], rows: usize, target: SharedOut, group: usize) {
-        let first_block = group * TILE_BLOCKS;
-        let blocks = TILE_BLOCKS.min(self.output / LANES - first_block);
-        let mut row = 0;
-        while row < rows {
-            let tile_rows = TILE_ROWS.min(rows - row);
-            // SAFETY: the CPU has the features (`multiply_add` asserted it); the tile reads
-            // rows row..row+tile_rows of x and blocks first_block..first_block+blocks of the
-            // packed weights, and writes only its own output columns of those rows of
-            // `target` (rows x output): concurrent callers write disjoint columns or rows.
-            unsafe {
-                tile_dispatch(
-                    tile_rows,
-                    blocks,
-                    Tile {
-                        x: x.as_ptr().add(row * self.input),
-                        w: self.data.as_ptr().add(first_block * self.input * LANES),
-                        input: self.input,
-                        out: target.at(row * self.output + first_block * LANES),
-                        out_stride: self.output,
-                    },
-                )
-            };
-            row += tile_rows;
-        }
+    unsafe fn tile(&self, x: *const f32, rows: usize, first_block: usize, blocks: usize, out: *mut f32) {
+        let w = self.data[first_block * self.input * LANES..].as_ptr();
+        // SAFETY: forwarded from `TiledProduct::tile`'s contract; `w` starts the packed
+        // blocks first_block..first_block+blocks.
+        unsafe { tile_dispatch(rows, blocks, Tile { x, w, input: self.input, out, out_stride: self.output }) }
     }
 }
 
@@ -144,14 +112,7 @@ unsafe fn tile_dispatch(rows: usize, blocks: usize, tile: Tile) {
     }
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        match rows {
-            1 => by_blocks!(1),
-            2 => by_blocks!(2),
-            3 => by_blocks!(3),
-            4 => by_blocks!(4),
-            5 => by_blocks!(5),
-            _ => by_blocks!(6),
-        }
+        tiled::for_tile_rows!(rows, by_blocks)
     }
 }
 

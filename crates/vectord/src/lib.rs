@@ -61,6 +61,7 @@ pub mod playbook;
 pub mod registry;
 pub mod rows;
 pub mod segment;
+mod tiled;
 
 pub use cache::{CachedEmbedder, EmbedStats, EmbeddingCache};
 pub use embed::MiniLmEmbedder;
@@ -131,7 +132,7 @@ fn score_rows_portable(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) 
     scored
 }
 
-/// An output buffer shared by the tasks of one matrix product (`bf16`, `f16_weights`),
+/// An output buffer shared by the tasks of one matrix product (`tiled`),
 /// each of which writes its own disjoint elements.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOut(pub(crate) *mut f32);

@@ -1,0 +1,90 @@
+//! The schedule shared by the packed-weight products ([`crate::bf16`], [`crate::f16_weights`]):
+//! `out += x · Wᵀ` computed tile by tile, a tile being up to [`TILE_ROWS`] token rows by
+//! one group of output blocks, held in registers by the product's own micro-kernel.
+//!
+//! A query's few rows split the output groups across the cores. A batch splits into runs
+//! of [`ROWS_PER_TASK`] rows, each task sweeping every output group over its own rows, so
+//! its activations stay in L2 (sweeping all rows per output group re-read a batch's
+//! activations from memory once per group: the f16 path measured that on Zen 3, and the
+//! bf16 path ran that way until session 6).
+
+use rayon::prelude::*;
+
+use crate::SharedOut;
+
+/// Rows per tile (the micro-kernels are instantiated for 1..=6).
+pub(crate) const TILE_ROWS: usize = 6;
+/// Rows per task for a batch (a multiple of the tile): 48 rows of 1,536 f32 activations are
+/// 288 KB, inside a core's L2 on every CPU this project has met.
+pub(crate) const ROWS_PER_TASK: usize = 48;
+
+/// `$by_blocks!(h)` for a tile of `$rows` rows (`h` = 1..=[`TILE_ROWS`]): the
+/// micro-kernels are instantiated per tile height, so their row loops unroll.
+macro_rules! for_tile_rows {
+    ($rows:expr, $by_blocks:ident) => {
+        match $rows {
+            1 => $by_blocks!(1),
+            2 => $by_blocks!(2),
+            3 => $by_blocks!(3),
+            4 => $by_blocks!(4),
+            5 => $by_blocks!(5),
+            _ => $by_blocks!(6),
+        }
+    };
+}
+pub(crate) use for_tile_rows;
+
+/// A weight matrix packed for one micro-kernel.
+pub(crate) trait TiledProduct: Sync {
+    /// One activation element as the kernel reads it (f32, or a bf16 pair in a u32).
+    type Activation: Sync;
+    /// Outputs per block (one register) and blocks per output group.
+    const LANES: usize;
+    const TILE_BLOCKS: usize;
+
+    fn output(&self) -> usize;
+
+    /// `out[r][first_block·LANES ..] += x[r] · W[blocks]ᵀ` for `rows` rows.
+    ///
+    /// # Safety
+    /// The CPU has the kernel's features; `x` points at `rows` activation rows of this
+    /// product's row length; `out` at the first output of the tile, in a buffer whose rows
+    /// are `output()` long; no other task writes those elements meanwhile.
+    unsafe fn tile(&self, x: *const Self::Activation, rows: usize, first_block: usize, blocks: usize, out: *mut f32);
+}
+
+/// `out += x · Wᵀ`: `x` is `rows` activation rows of `row_len` elements, `out` is `rows` x
+/// `output()` (pre-filled with the bias). The caller has checked the CPU's features.
+pub(crate) fn multiply_add<P: TiledProduct>(product: &P, x: &[P::Activation], row_len: usize, rows: usize, out: &mut [f32]) {
+    let output = product.output();
+    assert_eq!(x.len(), rows * row_len);
+    assert_eq!(out.len(), rows * output);
+    let groups = output.div_ceil(P::LANES * P::TILE_BLOCKS);
+    if rows <= ROWS_PER_TASK {
+        let target = SharedOut(out.as_mut_ptr());
+        (0..groups).into_par_iter().for_each(|group| sweep(product, x, row_len, rows, target, group));
+    } else {
+        out.par_chunks_mut(ROWS_PER_TASK * output).zip(x.par_chunks(ROWS_PER_TASK * row_len)).for_each(|(out, x)| {
+            let target = SharedOut(out.as_mut_ptr());
+            (0..groups).for_each(|group| sweep(product, x, row_len, x.len() / row_len, target, group));
+        });
+    }
+}
+
+/// Output group `group` of every row of `x`, tile by tile.
+fn sweep<P: TiledProduct>(product: &P, x: &[P::Activation], row_len: usize, rows: usize, target: SharedOut, group: usize) {
+    let output = product.output();
+    let first_block = group * P::TILE_BLOCKS;
+    let blocks = P::TILE_BLOCKS.min(output / P::LANES - first_block);
+    let mut row = 0;
+    while row < rows {
+        let tile_rows = TILE_ROWS.min(rows - row);
+        // SAFETY: `multiply_add`'s caller checked the features; the tile reads rows
+        // row..row+tile_rows of x and writes only its own output columns of those rows of
+        // `target` (rows x output): concurrent sweeps write disjoint columns or rows.
+        unsafe {
+            product.tile(x.as_ptr().add(row * row_len), tile_rows, first_block, blocks, target.at(row * output + first_block * P::LANES))
+        };
+        row += tile_rows;
+    }
+}
