@@ -532,7 +532,9 @@ class ServerThread:
     def __init__(self, app: Any):
         import uvicorn
 
-        self.sock = socket.socket()
+        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that name
+        # their protocol, and without it each response waits ~40 ms for a delayed ACK
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -45,12 +44,9 @@ BLACKLISTS = "blacklists.json"
 BOOKINGS = "bookings.jsonl"
 CALL_LOG = "call_log.jsonl"
 
-#: worker columns added to hybrid results (the gateway returns the ranking columns);
-#: tagged columns are masked per role before they leave this service
+#: worker columns asked of hybrid search beside the ranking ones (with every tagged
+#: column); tagged columns are masked per role before they leave this service
 CONTACT_COLUMNS = ("phone", "email", "zip", "available_from")
-#: contact rows are re-read from the workers dataset after this long
-CONTACT_TTL_S = 30.0
-CONTACT_CACHE_MAX = 50_000
 #: placement outcomes that do not hold the worker for the shift
 FREE_OUTCOMES = ("no_show", "terminated", "cancelled", "canceled")
 #: log actions -> call-log channel
@@ -151,8 +147,6 @@ class Recruiting:
         self.store = store
         self.seed_actions = seed_actions
         self.executor = executor or ThreadPoolExecutor(max_workers=6, thread_name_prefix="recruiter")
-        self._contacts: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
-        self._contacts_lock = threading.Lock()
 
     # ------------------------------------------------------------------ masking
     def worker_tags(self) -> tuple[dict[str, str], list[str]]:
@@ -279,25 +273,33 @@ class Recruiting:
                 ledger[b["worker_id"]] = b["event"] if b["event"] == "no_show" else ledger.get(b["worker_id"], b["event"])
         from_dataset, note = [], None
         try:
-            where = [
-                f"p.start_date <= CAST({sql_literal(end)} AS DATE)",
-                f"(p.end_date IS NULL OR p.end_date >= CAST({sql_literal(start)} AS DATE))",
-                f"lower(coalesce(p.outcome, '')) NOT IN ({', '.join(sql_literal(o) for o in FREE_OUTCOMES)})",
-            ]
-            for column, value in (("role", role), ("city", city if by_city else None), ("state", state)):
-                if value:
-                    where.append(f"lower(w.{column}) = lower({sql_literal(value)})")
+            # Placements alone first (a pinned table: a scan of dates), then only the few
+            # booked workers are checked against the contract's role and place, by key. A
+            # join would lowercase the role, city and state of every worker to find them.
+            # The end date goes first: most placements ended long ago, and the engine tests
+            # later clauses only on the rows that passed (2.7 -> 1.5 ms CPU at 250K rows).
             from_dataset = [r["worker_id"] for r in self.gateway.rows(
-                f"SELECT DISTINCT CAST(p.worker_id AS VARCHAR) AS worker_id FROM {quote_ident(PLACEMENTS)} p "
-                f"JOIN {quote_ident(WORKERS)} w ON CAST(p.worker_id AS VARCHAR) = CAST(w.worker_id AS VARCHAR) "
-                f"WHERE {' AND '.join(where)}"
+                f"SELECT DISTINCT CAST(worker_id AS VARCHAR) AS worker_id FROM {quote_ident(PLACEMENTS)} "
+                f"WHERE (end_date IS NULL OR end_date >= CAST({sql_literal(start)} AS DATE)) "
+                f"AND start_date <= CAST({sql_literal(end)} AS DATE) "
+                f"AND lower(coalesce(outcome, '')) NOT IN ({', '.join(sql_literal(o) for o in FREE_OUTCOMES)})"
             )]
+            place = {"role": role, "city": city if by_city else None, "state": state}
+            if from_dataset and any(place.values()):
+                from_dataset = self._workers_in(from_dataset, place)
         except Exception as exc:  # noqa: BLE001 - no placements dataset is a normal state
             note = f"placements dataset not consulted: {_message(exc)}"
         no_show = sorted(w for w, e in ledger.items() if e == "no_show")
         booked = sorted(set(from_dataset) | {w for w, e in ledger.items() if e != "no_show"})
         return {"booked": booked, "no_show": no_show, "from_placements": len(from_dataset),
                 "from_log": len(ledger), "note": note}
+
+    def _workers_in(self, ids: list[str], place: dict[str, str | None]) -> list[str]:
+        """The workers of `ids` (in the workers dataset) whose role / city / state are the
+        given ones, compared ignoring case."""
+        wanted = {column: value.lower() for column, value in place.items() if value}
+        rows = self.gateway.lookup(WORKERS, "worker_id", ids, ["worker_id", *wanted])
+        return [str(r["worker_id"]) for r in rows if all(str(r[c] or "").lower() == v for c, v in wanted.items())]
 
     # ------------------------------------------------------------------ search
     def search(self, who: Caller, body: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +319,7 @@ class Recruiting:
             raise ApiError(400, "InvalidInput", "send a query text, or at least a role / city / state")
         blacklisted = self.blacklisted_ids(client)
         request["exclude_worker_ids"] = sorted(set(request.get("exclude_worker_ids") or []) | set(blacklisted))
+        request["columns"] = self.contact_columns()
         result = self.gateway.hybrid(request)
         dropped = []
         if inferred and result["sql_matches"] == 0:  # what the parser read matched nothing: fall back to the text alone
@@ -324,7 +327,7 @@ class Recruiting:
                 request.pop(f, None)
             dropped = sorted(inferred)
             result = self.gateway.hybrid(request)
-        result["sources"] = self.mask(self.enrich(result["sources"]), who)
+        result["sources"] = self.mask(result["sources"], who)
         result["client"] = client
         result["blacklist_applied"] = len(blacklisted)
         if inferred:
@@ -332,30 +335,11 @@ class Recruiting:
         result.setdefault("latency_ms", {})["recruiter_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
 
-    def enrich(self, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Add contact columns (and any tagged column) the hybrid answer does not carry.
-        Rows are cached for `CONTACT_TTL_S` so a re-run search costs no extra query."""
-        if not sources:
-            return sources
+    def contact_columns(self) -> list[str]:
+        """Worker columns a recruiter sees beside the ranking ones: the contacts and every
+        tagged column. Hybrid search returns them with each source (no second query)."""
         tags, columns = self.worker_tags()
-        wanted = tuple(c for c in columns if (c in CONTACT_COLUMNS or c in tags) and c not in sources[0] and c != "worker_id")
-        if not wanted:
-            return sources
-        now = time.monotonic()
-        with self._contacts_lock:
-            cached = {s["worker_id"]: hit[1] for s in sources
-                      if (hit := self._contacts.get((s["worker_id"], wanted))) and now - hit[0] < CONTACT_TTL_S}
-        missing = [s["worker_id"] for s in sources if s["worker_id"] not in cached]
-        if missing:
-            rows = self.gateway.lookup(WORKERS, "worker_id", missing, ["worker_id", *wanted])
-            with self._contacts_lock:
-                if len(self._contacts) > CONTACT_CACHE_MAX:
-                    self._contacts.clear()
-                for r in rows:
-                    wid = str(r.pop("worker_id"))
-                    cached[wid] = r
-                    self._contacts[(wid, wanted)] = (now, r)
-        return [{**s, **cached.get(s["worker_id"], {})} for s in sources]
+        return [c for c in columns if (c in CONTACT_COLUMNS or c in tags) and c != "worker_id"]
 
     # ------------------------------------------------------------------ match
     def contract_from(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -397,11 +381,11 @@ class Recruiting:
             "query": query or f"reliable {contract['role']} in {contract['city']}, {contract['state']}",
             "k": max(k or max(contract["count"] * 3, 10), contract["count"]),
             "role": contract["role"], "city": contract["city"], "state": contract["state"],
-            "exclude_worker_ids": exclude, "use_playbook_memory": use_memory,
+            "exclude_worker_ids": exclude, "use_playbook_memory": use_memory, "columns": self.contact_columns(),
             **{f: v for f, v in filters.items() if v not in (None, [])},
         }
         result = self.gateway.hybrid(request)
-        candidates = self.mask(self.enrich(result["sources"]), who)
+        candidates = self.mask(result["sources"], who)
         latency = dict(result.get("latency_ms") or {})
         latency["bookings_ms"] = round(bookings_ms, 3)
         latency["recruiter_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
@@ -537,7 +521,9 @@ class Recruiting:
             return run
 
         hybrid_request = {"query": query, "k": max(k, 25), "role": role, "city": city, "state": state,
-                          "use_playbook_memory": True, "exclude_worker_ids": self.blacklisted_ids(client)}
+                          "use_playbook_memory": True, "exclude_worker_ids": self.blacklisted_ids(client),
+                          # contact columns, as /search shows them (opt-in: more to read and mask)
+                          "columns": self.contact_columns() if body.get("contacts") else None}
         jobs = {
             "hybrid": timed("hybrid", lambda: self.gateway.hybrid(hybrid_request)),
             # one call: the patterns across similar fills, and the prior fills of this role here
@@ -555,10 +541,6 @@ class Recruiting:
         hybrid = got["hybrid"]
         sources = hybrid.get("sources", []) if "error" not in hybrid else []
         playbook_workers = [s for s in sources if s.get("boost", 0) > 0][:k]
-        if body.get("contacts"):  # contact columns, as /search shows them (one more query: opt-in)
-            t = time.perf_counter()
-            playbook_workers = self.enrich(playbook_workers)
-            latency["contacts_ms"] = round((time.perf_counter() - t) * 1000, 3)
         reliable = self._reliable(sources, ledger)
         tags = got["tags"] if isinstance(got["tags"], dict) and "error" not in got["tags"] else None
         if who.role != "admin":

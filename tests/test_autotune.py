@@ -71,6 +71,14 @@ def lake(template: Path, tmp_path: Path):
         yield lake
 
 
+def eager_tuner(lake: Lakehouse) -> Autotuner:
+    """A tuner that promotes every trial passing the recall gate, however it times: for
+    tests whose subject is what a promotion keeps, not the Pareto rule (tested apart;
+    on 300 rows a rebuilt graph can lose a hair of recall or time within noise)."""
+    inf = float("inf")
+    return Autotuner(lake.vectors, recall_tolerance=1.0, speedup=-inf, p95_tolerance=inf)
+
+
 def journal(lake: Lakehouse) -> list[dict]:
     path = lake.path / "_vectors" / "bench" / "trials.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -163,7 +171,7 @@ def test_a_better_configuration_is_promoted_and_rollback_restores_the_previous(l
 
 
 def test_the_promotion_survives_reopening_the_data_directory(lake: Lakehouse):
-    assert Autotuner(lake.vectors).run("bench", configs=[{"ef_search": 128}])["promoted"] == [2]
+    assert eager_tuner(lake).run("bench", configs=[{"ef_search": 128}])["promoted"] == [2]
     path = lake.path
     lake.close()
     with Lakehouse(path) as reopened:
@@ -179,8 +187,8 @@ def test_a_trial_promoted_over_a_refreshed_version_keeps_the_refreshed_rows(lake
     lake.vectors.refresh("bench")  # v2: v1's graph + a segment of 5 rows
     index_dir = lake.path / "_vectors" / "bench"
     assert (index_dir / "v2" / "segment.bin").is_file()
-    result = Autotuner(lake.vectors).run("bench", configs=[config])
-    assert result["promoted"] == [3], result["trials"]
+    result = eager_tuner(lake).run("bench", configs=[config])
+    assert result["promoted"] == [3], [t["reason"] for t in result["trials"]]
     v3 = index_dir / "v3"
     assert (v3 / "index.usearch").is_file() != (v3 / "segment.bin").is_file(), "a version is a graph, or a graph + segment"
     hits = lake.vectors.search("bench", bios(1, start=302)["bio"][0].as_py(), 1)

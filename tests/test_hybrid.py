@@ -12,6 +12,7 @@ from lakehouse import Lakehouse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lakehouse.errors import InvalidInput
 from lakehouse.intelligence.hybrid import HybridQuery, _could_enter_top_k, hybrid_search
 
 TODAY = date.today()
@@ -202,3 +203,53 @@ def test_a_repeated_filter_reuses_its_candidates_until_the_dataset_changes(lake:
     raw = search(lake, sql_filter="reliability > 0.5")
     assert not raw["sql_reused"] and not search(lake, sql_filter="reliability > 0.5")["sql_reused"], \
         "raw SQL may read other datasets: never reused"
+
+
+def test_excluded_workers_stay_out_even_when_the_filter_is_remembered(lake: Lakehouse):
+    everyone = search(lake, query="structural steel welder")
+    without = search(lake, query="pipe welder with stick experience", exclude_worker_ids=["3", "6"])
+    assert without["sql_reused"], "the exclusions do not change which filter answer is remembered"
+    assert without["sql_matches"] == everyone["sql_matches"] - 2
+    assert set(ranking(without)) == {"1", "2"}
+    assert set(ranking(search(lake, query="pipe welder with stick experience"))) == {"1", "2", "3", "6"}, \
+        "an exclusion of one search does not leak into the next"
+    assert search(lake, exclude_worker_ids=["1", "2", "3", "6"])["sql_matches"] == 0
+
+
+def test_asked_for_columns_come_back_with_each_source_and_unknown_ones_are_named(lake: Lakehouse):
+    plain = search(lake)["sources"][0]
+    assert "profile" not in plain
+    sources = search(lake, columns=["profile"])["sources"]
+    profiles = {str(w[0]): w[7] for w in WORKERS}
+    assert all(s["profile"] == profiles[s["worker_id"]] for s in sources)
+    with pytest.raises(InvalidInput, match="no column.*'phone'"):
+        search(lake, columns=["phone"])
+
+
+@pytest.fixture(scope="module")
+def filter_lake(tmp_path_factory):
+    rows = WORKERS + [(7, "Flo Gray", "welder", "TOLEDO", "Oh", 0.5, "", "pipe welder"),
+                      (8, "Gus Hale", "Welder", "Toledo", None, 0.7, "", "TIG welder")]
+    with Lakehouse(tmp_path_factory.mktemp("filters") / "data", actor="sarah") as lh:
+        lh.ingest_table(workers_table(rows), "workers")
+        yield lh
+
+
+@settings(max_examples=60, deadline=None)
+@given(role=st.sampled_from([None, "Welder", "welder", "WELDER", "Electrician", "Plumber"]),
+       city=st.sampled_from([None, "Toledo", "toledo", "Akron", "Nashville"]),
+       state=st.sampled_from([None, "OH", "oh", "TN"]))
+def test_the_key_index_finds_exactly_the_rows_the_sql_filter_finds(filter_lake: Lakehouse, role, city, state):
+    from lakehouse.intelligence.hybrid import _SPELLINGS, _ids_by_key, _keyable, build_where, equalities
+
+    q = HybridQuery(query="welder", role=role, city=city, state=state)
+    manifest = filter_lake.dataset("workers")
+    version = (str(manifest["id"]), int(manifest["version"]))
+    equal = equalities(q, {c["name"] for c in manifest["columns"]},
+                       spellings=lambda column: _SPELLINGS.get(filter_lake, "workers", version, column))
+    if not _keyable(q, equal):
+        assert not any((role, city, state))
+        return
+    where = " AND ".join(build_where(q, equal, None))
+    by_sql = filter_lake.sql(f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM workers WHERE {where}")["worker_id"].to_pylist()
+    assert sorted(_ids_by_key(filter_lake, "workers", equal).to_pylist()) == sorted(by_sql)

@@ -23,6 +23,10 @@ from lakehouse.lakehouse import IngestResult, Mode
 
 #: Ingests and compactions can take minutes; only connecting is expected to be quick.
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=5.0)
+#: how long an idle connection is reused: below every server's keep-alive (ours, and
+#: uvicorn's default of 5 s), so the client never sends on a connection the server is
+#: closing at that moment (that race surfaced as "Connection reset by peer")
+CLIENT_KEEP_ALIVE_S = 4.0
 
 
 class GatewayError(Exception):
@@ -36,7 +40,8 @@ class GatewayClient:
         # trust_env=False: the gateway runs on this machine, so proxy and CA-bundle
         # environment variables must not reroute (or break) loopback calls.
         self._http = httpx.Client(
-            base_url=self.base_url, headers={"X-API-Key": api_key}, timeout=timeout, transport=transport, trust_env=False
+            base_url=self.base_url, headers={"X-API-Key": api_key}, timeout=timeout, transport=transport, trust_env=False,
+            limits=httpx.Limits(keepalive_expiry=CLIENT_KEEP_ALIVE_S),
         )
         self._rescue_used = False
 

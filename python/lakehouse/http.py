@@ -253,9 +253,14 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
+#: how long our servers keep an idle keep-alive connection open; well above how long
+#: our clients reuse one (`lakehouse.client.CLIENT_KEEP_ALIVE_S`)
+SERVER_KEEP_ALIVE_S = 30.0
+
+
 def run_server(app: FastAPI, *, host: str, port: int) -> None:
     """Serve `app` with uvicorn until stopped."""
     import uvicorn  # only a serving process needs it
 
     # RequestLogMiddleware logs each request, so uvicorn's access log would only repeat it.
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, timeout_keep_alive=SERVER_KEEP_ALIVE_S)

@@ -116,6 +116,13 @@ mod tests {
         MiniLmEmbedder::load(&model_dir(), "all-MiniLM-L6-v2", Precision::Auto).expect("model loads")
     }
 
+    /// `model` behind a fresh cache in a temporary directory (kept alive by the caller).
+    fn with_cache(model: MiniLmEmbedder) -> (tempfile::TempDir, crate::CachedEmbedder) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
+        (dir, crate::CachedEmbedder::new(model, Some(cache)))
+    }
+
     #[test]
     fn vectors_are_unit_length_and_order_independent_of_batching() {
         let model = embedder();
@@ -132,10 +139,7 @@ mod tests {
 
     #[test]
     fn the_cache_embeds_each_distinct_text_once() {
-        let model = embedder();
-        let dir = tempfile::tempdir().unwrap();
-        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
-        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        let (_dir, cached) = with_cache(embedder());
         let (first, stats) = cached.embed(&["welder", "welder", "electrician"]).unwrap();
         assert_eq!((stats.cache_hits, stats.embedded), (1, 2));
         assert_eq!(&first[..384], &first[384..768], "a repeat within the call gets the same vector");
@@ -148,9 +152,7 @@ mod tests {
     fn threads_sharing_the_cached_embedder_get_the_single_thread_answers() {
         let model = embedder();
         let alone = model.embed(&["forklift driver", "line cook"]).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
-        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        let (_dir, cached) = with_cache(model);
         std::thread::scope(|scope| {
             let runs: Vec<_> = (0..4).map(|_| scope.spawn(|| cached.embed(&["forklift driver", "line cook"]).unwrap().0)).collect();
             for run in runs {
@@ -162,10 +164,7 @@ mod tests {
 
     #[test]
     fn threads_asking_for_one_new_text_at_once_run_the_model_once() {
-        let model = embedder();
-        let dir = tempfile::tempdir().unwrap();
-        let cache = crate::EmbeddingCache::open(dir.path(), model.model_id(), model.dim()).unwrap();
-        let cached = crate::CachedEmbedder::new(model, Some(cache));
+        let (_dir, cached) = with_cache(embedder());
         let text = "certified welder, night shifts ".repeat(40);
         let barrier = std::sync::Barrier::new(4);
         let answers: Vec<(Vec<f32>, usize)> = std::thread::scope(|scope| {

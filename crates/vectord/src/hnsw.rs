@@ -269,9 +269,6 @@ impl HnswIndex {
 
     /// The stored vector of `key` (dequantised), if present.
     pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
-        if let Some(row) = self.rows.as_ref().and_then(|rows| rows.vector(key)) {
-            return Some(row.to_vec());
-        }
         let mut buffer = vec![0f32; self.dim];
         self.copy_vector(key, &mut buffer).then_some(buffer)
     }
@@ -310,13 +307,16 @@ impl HnswIndex {
     }
 
     /// Exact top-`k` among `candidates` (keys absent from the index are skipped): over the
-    /// contiguous rows when this version has them, asking usearch per key for the rest.
+    /// contiguous rows when this version has them (the few that could rank re-scored from
+    /// the graph's vectors), asking usearch per key for the rest.
     pub fn exact_among(&self, query: &[f32], k: usize, candidates: impl Iterator<Item = u64>) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
         let (mut hits, rest): (_, Vec<u64>) = match &self.rows {
             Some(rows) => {
                 let mut elsewhere = Vec::new();
-                (rows.exact_among(query, k, candidates, &mut elsewhere), elsewhere)
+                let mut row = vec![0f32; self.dim];
+                let exact = |key: u64| self.copy_vector(key, &mut row).then(|| crate::dot(query, &row));
+                (rows.exact_among(query, k, candidates, &mut elsewhere, exact), elsewhere)
             }
             None => (Vec::new(), candidates.collect()),
         };

@@ -79,12 +79,19 @@ pub use segment::Segment;
 /// AVX-512 register. Always inlined, so callers built for wider SIMD get wider code.
 #[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_widening(a, b, |x| x)
+}
+
+/// [`dot`] with `b` held in another element type that `widen` turns into f32 (bfloat16
+/// bits, say: a shift). Inlined with `widen`, so the widening vectorises with the sums.
+#[inline(always)]
+pub(crate) fn dot_widening<T: Copy>(a: &[f32], b: &[T], widen: impl Fn(T) -> f32) -> f32 {
     let (a16, b16) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = a16.remainder().iter().zip(b16.remainder()).map(|(x, &y)| x * widen(y)).sum();
     let mut lanes = [0f32; 16];
     for (x, y) in a16.zip(b16) {
         for i in 0..16 {
-            lanes[i] += x[i] * y[i];
+            lanes[i] += x[i] * widen(y[i]);
         }
     }
     lanes.iter().sum::<f32>() + tail
@@ -111,23 +118,35 @@ const SCORE_ROWS_PER_TASK: usize = 4096;
 /// in the order given. Long lists are split across the cores; each part runs the widest
 /// SIMD the CPU has ([`simd_dispatch!`]).
 pub fn score_rows(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
+    score_in_parts(rows, |part| score_rows_serial(query, matrix, dim, part))
+}
+
+/// `score(part)` over `rows`, one part per task across the cores when the list is long;
+/// the answers keep the order of `rows`.
+pub(crate) fn score_in_parts(rows: &[u32], score: impl Fn(&[u32]) -> Vec<(u32, f32)> + Sync) -> Vec<(u32, f32)> {
     use rayon::prelude::*;
     if rows.len() <= SCORE_ROWS_PER_TASK {
-        return score_rows_serial(query, matrix, dim, rows);
+        return score(rows);
     }
-    rows.par_chunks(SCORE_ROWS_PER_TASK).flat_map_iter(|part| score_rows_serial(query, matrix, dim, part)).collect()
+    rows.par_chunks(SCORE_ROWS_PER_TASK).flat_map_iter(|part| score(part)).collect()
 }
 
 simd_dispatch!(fn score_rows_serial(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> => score_rows_portable);
 
 #[inline(always)]
 fn score_rows_portable(query: &[f32], matrix: &[f32], dim: usize, rows: &[u32]) -> Vec<(u32, f32)> {
-    // A plain loop, not an iterator closure, so the body is inlined into the caller
-    // and built with its target features.
+    score_rows_widening(query, matrix, dim, rows, |x| x)
+}
+
+/// `(row, query · row)` for each listed row of a row-major matrix held as `T`, widened to
+/// f32 by `widen`. A plain loop, not an iterator closure, so the body is inlined into the
+/// (feature-dispatched) caller and built with its target features.
+#[inline(always)]
+pub(crate) fn score_rows_widening<T: Copy>(query: &[f32], matrix: &[T], dim: usize, rows: &[u32], widen: impl Fn(T) -> f32 + Copy) -> Vec<(u32, f32)> {
     let mut scored = Vec::with_capacity(rows.len());
     for &r in rows {
         let at = r as usize * dim;
-        scored.push((r, dot(query, &matrix[at..at + dim])));
+        scored.push((r, dot_widening(query, &matrix[at..at + dim], widen)));
     }
     scored
 }

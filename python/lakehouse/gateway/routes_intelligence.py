@@ -33,6 +33,7 @@ class HybridRequest(BaseModel):
     lon: float | None = None
     sql_filter: str | None = Field(default=None, description="extra SQL boolean expression over the workers table (read-only)")
     exclude_worker_ids: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list, description="dataset columns to return with each source besides the ranking ones")
     use_playbook_memory: bool = True
     playbook_memory_k: int = Field(default=200, ge=1, le=10_000)
     index: str = "workers"

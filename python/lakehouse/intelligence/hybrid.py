@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lakehouse.errors import InvalidInput
 
@@ -52,6 +53,8 @@ class HybridQuery:
     lon: float | None = None
     sql_filter: str | None = None
     exclude_worker_ids: list[str] = field(default_factory=list)
+    #: worker columns returned with each source besides the ranking ones (contacts, say)
+    columns: list[str] = field(default_factory=list)
     use_playbook_memory: bool = True
     playbook_memory_k: int = 200
     index: str = "workers"
@@ -68,22 +71,39 @@ def _haversine_miles_sql(lat: float, lon: float) -> str:
     )
 
 
-def build_where(
-    q: HybridQuery,
-    columns: set[str],
-    city_centre: tuple[float, float] | None,
-    *,
-    spellings: Callable[[str], dict[str, list[str]] | None] | None = None,
-    integer_ids: bool = False,
-) -> list[str]:
-    """The SQL filter clauses of `q`. `spellings(column)` (optional) gives the column's
-    distinct values grouped by their `lower()` form, so a case-insensitive equality
-    becomes a plain `IN` over the stored spellings (same rows, no per-row lowercasing);
-    `integer_ids` compares `worker_id` as a number when the ids allow it."""
-    from lakehouse.lakehouse import sql_literal
+@dataclass(frozen=True)
+class Equality:
+    """One case-insensitive equality filter (`role = 'welder'`)."""
 
-    clauses = []
-    equalities = []  # (distinct values of the column, clause)
+    column: str
+    value: str
+    #: the column's stored values equal to `value` ignoring case; None when unknown (too
+    #: many distinct values to list, or non-ASCII text whose lowercasing may differ)
+    spellings: list[str] | None
+    #: distinct values in the column (0 when unknown): the likelier a test is to reject a row
+    distinct: int
+
+    def sql(self) -> str:
+        from lakehouse.lakehouse import quote_ident, sql_literal
+
+        ident = quote_ident(self.column)
+        if self.spellings is None:
+            return f"lower({ident}) = lower({sql_literal(self.value)})"
+        if not self.spellings:
+            return "FALSE"  # no stored value lowercases to this one
+        if len(self.spellings) == 1:
+            return f"{ident} = {sql_literal(self.spellings[0])}"
+        return f"{ident} IN ({', '.join(sql_literal(v) for v in self.spellings)})"
+
+
+def equalities(
+    q: HybridQuery, columns: set[str], *, spellings: Callable[[str], dict[str, list[str]] | None] | None = None
+) -> list[Equality]:
+    """The role / city / state / availability filters of `q`, the column with the most
+    distinct values first. `spellings(column)` (optional) gives the column's distinct
+    values grouped by their `lower()` form, so a case-insensitive equality becomes a test
+    against the stored spellings (same rows, no per-row lowercasing)."""
+    found = []
     for column, value in (("role", q.role), ("city", q.city), ("state", q.state), ("availability", q.availability)):
         if value:
             if column not in columns:
@@ -91,10 +111,21 @@ def build_where(
             if column == "city" and q.radius_miles is not None:
                 continue  # the radius replaces the exact city
             groups = spellings(column) if spellings is not None else None
-            equalities.append((len(groups) if groups is not None else 0, _equals_ignoring_case(column, value, groups)))
+            # ASCII lowercasing is the same in Python and in the engine; other text keeps lower() = lower()
+            known = groups is not None and str(value).isascii()
+            found.append(Equality(column, str(value), groups.get(str(value).lower(), []) if known else None,
+                                  len(groups) if groups is not None else 0))
+    return sorted(found, key=lambda e: -e.distinct)
+
+
+def build_where(q: HybridQuery, equal: list[Equality], city_centre: tuple[float, float] | None) -> list[str]:
+    """The SQL filter clauses of `q` (its `equalities` first), without its exclusions (see
+    `_without`)."""
+    from lakehouse.lakehouse import sql_literal
+
     # The engine evaluates AND left to right and tests later clauses only on the rows that
     # passed: the column with the most distinct values (the likeliest to reject) goes first.
-    clauses.extend(clause for _, clause in sorted(equalities, key=lambda e: -e[0]))
+    clauses = [e.sql() for e in equal]
     for cert in q.certifications:
         clauses.append(f"lower(certifications) LIKE {sql_literal('%' + cert.lower() + '%')}")
     if q.min_reliability is not None:
@@ -106,27 +137,42 @@ def build_where(
         if centre is None:
             raise InvalidInput("a radius needs lat/lon or a city the dataset knows")
         clauses.append(f"{_haversine_miles_sql(*centre)} <= {float(q.radius_miles)}")
-    if q.exclude_worker_ids:
-        clauses.append(_id_in([str(w) for w in q.exclude_worker_ids], integer_ids, negate=True))
     if q.sql_filter:
         clauses.append(f"({q.sql_filter})")
     return clauses
 
 
-def _equals_ignoring_case(column: str, value: str, groups: dict[str, list[str]] | None) -> str:
-    """`groups`: the column's stored values grouped by their lowercase form (see `_Spellings`)."""
-    from lakehouse.lakehouse import quote_ident, sql_literal
+def _keyable(q: HybridQuery, equal: list[Equality]) -> bool:
+    """Whether `equal` is the whole filter and every spelling is known: then the rows come
+    from the key index of the first column (rows by key, ADR-025) and the others are tested
+    on those rows only. The recruiter's usual filter (role + city + state) reads ~1.5K rows
+    that way instead of scanning 500K."""
+    others = q.certifications or q.min_reliability is not None or q.max_pay_rate is not None or q.radius_miles is not None
+    return bool(equal) and not others and not q.sql_filter and all(e.spellings is not None for e in equal)
 
-    ident = quote_ident(column)
-    # ASCII lowercasing is the same in Python and in the engine; other text keeps lower() = lower()
-    if groups is None or not str(value).isascii():
-        return f"lower({ident}) = lower({sql_literal(value)})"
-    found = groups.get(str(value).lower(), [])
-    if not found:
-        return "FALSE"  # no stored value lowercases to this one
-    if len(found) == 1:
-        return f"{ident} = {sql_literal(found[0])}"
-    return f"{ident} IN ({', '.join(sql_literal(v) for v in found)})"
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+
+
+def _ids_by_key(lake: Lakehouse, dataset: str, equal: list[Equality]) -> pa.Array | None:
+    """Worker ids (as text) of the rows passing every equality, read through the key index
+    of the first one's column; None when a column is not text (then only the engine's
+    casts define the comparison: the caller runs the SQL)."""
+    first, rest = equal[0], equal[1:]
+    if not first.spellings:
+        return pa.array([], pa.string())
+    table = lake.lookup(dataset, first.column, first.spellings, ["worker_id", *(e.column for e in rest)])
+    ids = table["worker_id"]
+    if not all(_is_text(table.schema.field(e.column).type) for e in rest) or not (pa.types.is_integer(ids.type) or _is_text(ids.type)):
+        return None
+    keep = None
+    for e in rest:
+        passed = pc.is_in(table[e.column], value_set=pa.array(e.spellings, table.schema.field(e.column).type))
+        keep = passed if keep is None else pc.and_(keep, passed)
+    if keep is not None:
+        ids = ids.filter(keep)
+    return pc.cast(ids, pa.string()).combine_chunks()
 
 
 def _canonical_int(value: str) -> bool:
@@ -146,16 +192,15 @@ def id_filter(ids: list[str], columns: list[dict[str, Any]]) -> str:
     return _id_in([str(w) for w in ids], integer_id_column(columns))
 
 
-def _id_in(ids: list[str], integer_ids: bool, *, negate: bool = False) -> str:
-    """`worker_id [NOT] IN (...)` for ids given as text: compared as numbers when the column
+def _id_in(ids: list[str], integer_ids: bool) -> str:
+    """`worker_id IN (...)` for ids given as text: compared as numbers when the column
     is an integer and every id is an integer written canonically (then it is the same test
     as comparing `CAST(worker_id AS VARCHAR)`, without casting every row)."""
     from lakehouse.lakehouse import sql_literal
 
-    op = "NOT IN" if negate else "IN"
     if integer_ids and all(_canonical_int(w) for w in ids):
-        return f"worker_id {op} ({', '.join(ids)})"
-    return f"CAST(worker_id AS VARCHAR) {op} ({', '.join(sql_literal(w) for w in ids)})"
+        return f"worker_id IN ({', '.join(ids)})"
+    return f"CAST(worker_id AS VARCHAR) IN ({', '.join(sql_literal(w) for w in ids)})"
 
 
 class _Spellings:
@@ -201,10 +246,10 @@ class _CandidateSets:
 
     def __init__(self, capacity: int = CANDIDATE_SETS_KEPT) -> None:
         self._lock = threading.Lock()
-        self._sets: OrderedDict[tuple[str, str, tuple[str, int], str], pa.ChunkedArray] = OrderedDict()
+        self._sets: OrderedDict[tuple[str, str, tuple[str, int], str], pa.Array] = OrderedDict()
         self._capacity = capacity
 
-    def get(self, key: tuple[str, str, tuple[str, int], str], read: Callable[[], pa.ChunkedArray]) -> tuple[pa.ChunkedArray, bool]:
+    def get(self, key: tuple[str, str, tuple[str, int], str], read: Callable[[], pa.Array]) -> tuple[pa.Array, bool]:
         """(the ids, whether they came from memory)."""
         with self._lock:
             hit = self._sets.get(key)
@@ -233,7 +278,9 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     started = time.perf_counter()
     manifest = lake.dataset(q.dataset)
     columns = {c["name"] for c in manifest["columns"]}
-    integer_ids = integer_id_column(manifest["columns"])
+    unknown = sorted(set(q.columns) - columns)
+    if unknown:
+        raise InvalidInput(f"dataset {q.dataset!r} has no column(s) {unknown} to return; it has {sorted(columns)}")
     version = (str(manifest.get("id")), int(manifest.get("version", 0)))
     table = quote_ident(q.dataset)
 
@@ -250,20 +297,27 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
             + (f" AND lower(state) = lower({sql_literal(q.state)})" if q.state else "")
         ).to_pylist()[0]
         centre = (row["lat"], row["lon"]) if row["lat"] is not None else None
-    where = build_where(q, columns, centre, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column),
-                        integer_ids=integer_ids)
-    if where:
-        # Kept as Arrow: the vector search and the boost key it in the core, with no
-        # Python string per candidate (a broad filter keeps tens of thousands).
-        select = f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table} WHERE {' AND '.join(where)}"
-        if q.sql_filter:
-            id_column, reused = lake.sql(select)["worker_id"], False
-        else:
-            id_column, reused = _CANDIDATES.get((str(lake.path), q.dataset, version, select), lambda: lake.sql(select)["worker_id"])
-        sql_matches = len(id_column)
-    else:
-        id_column, reused = None, False
+    equal = equalities(q, columns, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column))
+    where = build_where(q, equal, centre)
+    # Kept as Arrow: the vector search and the boost key it in the core, with no Python
+    # string per candidate (a broad filter keeps tens of thousands).
+    select = f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
+    if not where and not q.exclude_worker_ids:
+        id_column, reused = None, False  # the whole index: no candidate list to build
         sql_matches = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py())
+    else:
+        keyed = _keyable(q, equal)
+
+        def read() -> pa.Array:  # one contiguous array, combined once, not per use
+            ids = _ids_by_key(lake, q.dataset, equal) if keyed else None
+            return ids if ids is not None else lake.sql(select)["worker_id"].combine_chunks()
+
+        if q.sql_filter:
+            id_column, reused = read(), False
+        else:
+            id_column, reused = _CANDIDATES.get((str(lake.path), q.dataset, version, select), read)
+        id_column = _without(id_column, q.exclude_worker_ids)
+        sql_matches = len(id_column)
     timings["sql_ms"] = (time.perf_counter() - t) * 1000
     if sql_matches == 0:
         embedding.cancel()
@@ -299,7 +353,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     # 4. Final ranking and the reasons a recruiter reads.
     t = time.perf_counter()
     ranked = sorted(scores, key=lambda w: -(scores[w] + boosts.get(w, 0.0)))[: q.k]
-    details = _details(lake, q.dataset, ranked, columns)
+    details = _details(lake, q.dataset, ranked, [c for c in DETAIL_COLUMNS if c in columns] + list(q.columns))
     cited = {b["worker_id"]: b for b in explained([w for w in ranked if w in boosts])} if explained else {}
     sources = [_source(w, scores[w], cited.get(w), details.get(w, {}), q) for w in ranked]
     timings["explain_ms"] = (time.perf_counter() - t) * 1000
@@ -318,6 +372,16 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         "playbook": diagnostics,
         "latency_ms": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _without(ids: pa.Array, excluded: list[str]) -> pa.Array:
+    """`ids` less the excluded workers. Exclusions (a client's blacklist, the workers booked
+    for a shift) are applied to the filter's candidates rather than written into its SQL,
+    so the same filter keeps one remembered answer whoever is excluded. Ids compare as the
+    text `CAST(worker_id AS VARCHAR)` gives, as they always have."""
+    if not excluded:
+        return ids
+    return ids.filter(pc.invert(pc.is_in(ids, value_set=pa.array([str(w) for w in excluded], ids.type))))
 
 
 def _could_enter_top_k(scores: dict[str, float], boosts: dict[str, float], k: int, *, full_depth: bool) -> list[str]:
@@ -355,10 +419,10 @@ def _empty(q: HybridQuery, timings: dict[str, float], started: float) -> dict[st
     }
 
 
-def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], columns: set[str]) -> dict[str, dict[str, Any]]:
+def _details(lake: Lakehouse, dataset: str, worker_ids: list[str], wanted: list[str]) -> dict[str, dict[str, Any]]:
     if not worker_ids:
         return {}
-    wanted = [c for c in DETAIL_COLUMNS if c in columns]
+    wanted = [c for c in dict.fromkeys(wanted) if c != "worker_id"]
     rows = lake.lookup(dataset, "worker_id", worker_ids, ["worker_id", *wanted]).to_pylist()
     return {str(r.pop("worker_id")): r for r in rows}
 

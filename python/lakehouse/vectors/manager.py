@@ -357,7 +357,7 @@ class VectorIndexes:
             backend = backend_cls.build(version_dir, todo.key, vectors, params)
         else:
             backend = HnswBackend.extend(self._dir(name) / active["location"], version_dir, todo.key, vectors, params, removed)
-        self._write_chunks(version_dir, chunk_list, dataset_version)
+        written = self._write_chunks(version_dir, chunk_list, dataset_version)
         with self.facade_lock:
             self._store_embeddings(name, definition, todo, vectors, replace=previous is None)
         build_seconds = time.perf_counter() - build_started
@@ -368,7 +368,7 @@ class VectorIndexes:
                         "build_seconds": round(build_seconds, 3), "dataset_version": dataset_version},
         })
         reason = "full build" if previous is None else f"refresh: {len(todo)} embedded, {len(removed)} removed"
-        self.promote(name, version, actor=actor, reason=reason)
+        self.promote(name, version, actor=actor, reason=reason, chunks=written)
         self._pending_cache.clear()
         with self.facade_lock:
             self._mark_embedded(definition["dataset"], dataset_version)
@@ -430,10 +430,12 @@ class VectorIndexes:
         doc_id = pc.take(doc_ids.cast(pa.string()), chunks["doc_row"].combine_chunks())
         return Chunks(chunks.drop_columns(["doc_row"]).add_column(0, "doc_id", doc_id))
 
-    def _write_chunks(self, version_dir: Path, chunk_list: pa.Table, dataset_version: int) -> None:
+    def _write_chunks(self, version_dir: Path, chunk_list: pa.Table, dataset_version: int) -> pa.Table:
+        """Write a version's chunk list; returns the table as written (what a read gives back)."""
         table = chunk_list.select(CHUNK_LIST_COLUMNS).replace_schema_metadata({"dataset_version": str(dataset_version)})
         version_dir.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, version_dir / CHUNKS_FILE)
+        return table
 
     def embeddings_location(self, name: str) -> Path:
         """Where the embeddings store (a Delta table) of index `name` lives."""
@@ -467,10 +469,13 @@ class VectorIndexes:
         return [self.jobs.submit("refresh", n, lambda progress, n=n: self.refresh(n, actor=actor, progress=progress)) for n in names]
 
     # ------------------------------------------------------------------ versions
-    def promote(self, name: str, version: int, *, actor: str | None = None, reason: str = "manual") -> dict[str, Any]:
-        """Flip the active pointer (durably, in the core), then swap the loaded version."""
+    def promote(self, name: str, version: int, *, actor: str | None = None, reason: str = "manual",
+                chunks: pa.Table | None = None) -> dict[str, Any]:
+        """Flip the active pointer (durably, in the core), then swap the loaded version.
+        `chunks`: the version's chunk list when the caller holds it (a refresh just wrote
+        it), so it is not read back from disk."""
         registry = self.registry(name)
-        loaded = self._load_version(name, version)
+        loaded = self._load_version(name, version, chunks)
         with self._load_lock:
             promotion = registry.promote(version, actor or self._lake.actor, reason)
             self._active[name] = loaded
@@ -494,13 +499,14 @@ class VectorIndexes:
         active = registry.active()
         return {"index": name, "active": active["version"] if active else None, "versions": registry.versions(), "history": registry.history()}
 
-    def _load_version(self, name: str, version: int) -> LoadedVersion:
+    def _load_version(self, name: str, version: int, chunks: pa.Table | None = None) -> LoadedVersion:
         definition = self.definition(name)
         info = next((v for v in self.registry(name).versions() if v["version"] == version), None)
         if info is None:
             raise NotFound(f"index {name!r} has no version {version}")
         version_dir = self._dir(name) / info["location"]
-        chunks = pq.read_table(version_dir / CHUNKS_FILE)
+        if chunks is None:
+            chunks = pq.read_table(version_dir / CHUNKS_FILE)
         keys = chunks["key"].to_numpy()
         backend = _backend_class(info["backend"]).open(version_dir, self._params(definition) | {"hnsw": info["params"]}, keys)
         return LoadedVersion.from_chunks(version, backend, chunks)
