@@ -38,7 +38,7 @@ Area `hnsw` (`build`, ... on minilm; `*_768` on random768; `*_768_minilm` on min
   product wrapper (`HnswBackend.search`, numpy in/out) and the memory-mapped index;
   `at_default_ef` gives recall and p50 at the product's ef_search 64 and a numpy
   brute-force p50 for scale. random768 times recall 0.95 only (3 passes).
-- `build_f16`, `build_i8` (seconds, peer = our f32 build): the quantization options, with
+- `build_f16`, `build_bf16`, `build_i8` (seconds, peer = our f32 build): the quantization options, with
   their recall at the f32 index's 0.95 ef, their own ef/p50 for 0.95, and file sizes.
 
 Area `filtered` (minilm set, our index at the product defaults: ef_search 64, planner
@@ -883,7 +883,7 @@ def run(quick: bool, *, areas: tuple[str, ...] = AREAS, workdir: Path | None = N
         minilm_run = None
         if "hnsw" in areas:
             try:
-                records, minilm_run = bench_hnsw_set(data.vectors, sizes, tmp, "", sizes.build_reps, ("f16", "i8"))
+                records, minilm_run = bench_hnsw_set(data.vectors, sizes, tmp, "", sizes.build_reps, ("f16", "bf16", "i8"))
                 out += records
             except Exception as exc:
                 out += _failed("hnsw", [("build", "seconds"), ("search_recall95", "p50_us"), ("qps_recall95", "qps")], exc)

@@ -8,19 +8,22 @@ use std::sync::Arc;
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
 use usearch::ffi::{IndexOptions, MetricKind, ScalarKind};
-use usearch::Index;
+use usearch::{Index, VectorType};
 
 use crate::rows::{self, RowStore};
 use crate::segment::Segment;
 
-/// How vectors are stored inside the graph. f16 halves memory, i8 quarters it; the
-/// recall each costs is measured in `bench/` and written down in BENCHMARKS.md.
+/// How vectors are stored inside the graph. f16 and bf16 halve memory, i8 quarters it;
+/// the recall each costs is measured in `bench/` and written down in BENCHMARKS.md.
+/// bf16 keeps f32's exponent (no overflow, 8 significant bits) and, on CPUs with
+/// AVX512-BF16, its distance is one `vdpbf16ps` per 32 dimensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {
     #[default]
     F32,
     F16,
+    Bf16,
     I8,
 }
 
@@ -29,6 +32,7 @@ impl Quantization {
         match self {
             Self::F32 => ScalarKind::F32,
             Self::F16 => ScalarKind::F16,
+            Self::Bf16 => ScalarKind::BF16,
             Self::I8 => ScalarKind::I8,
         }
     }
@@ -39,7 +43,7 @@ impl Quantization {
     /// kernel keeps cosine, whose normalisation absorbs the quantisation scale.
     fn metric(self) -> MetricKind {
         match self {
-            Self::F32 | Self::F16 => MetricKind::IP,
+            Self::F32 | Self::F16 | Self::Bf16 => MetricKind::IP,
             Self::I8 => MetricKind::Cos,
         }
     }
@@ -108,6 +112,18 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// Replaces usearch's inner-product kernel on f32 graphs with ours ([`crate::distance`]):
+/// the metric is not saved with the index, so every new or reopened f32 graph gets it
+/// here. The distance is usearch's own definition for `MetricKind::IP`: 1 - a·b.
+fn install_f32_metric(index: &mut Index, dim: usize) -> Result<()> {
+    let (kernel, _) = crate::distance::inner_product_kernel();
+    // SAFETY: usearch calls the metric of a `dim`-dimensional f32 index with two pointers
+    // to `dim` f32 values each (a stored row, or the query it converted); the kernel was
+    // chosen for this CPU.
+    let metric = move |a: *const f32, b: *const f32| -> f32 { 1.0 - unsafe { kernel(a, b, dim) } };
+    <f32 as VectorType>::change_metric(index, Box::new(metric)).map_err(|e| engine_error("metric", e))
+}
+
 fn engine_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
     LakehouseError::Internal(format!("hnsw {what}: {e}"))
 }
@@ -135,7 +151,10 @@ impl HnswIndex {
             expansion_search: params.ef_search,
             multi: false,
         };
-        let index = Index::new(&options).map_err(|e| engine_error("create", e))?;
+        let mut index = Index::new(&options).map_err(|e| engine_error("create", e))?;
+        if params.quantization == Quantization::F32 {
+            install_f32_metric(&mut index, dim)?;
+        }
         index.reserve_capacity_and_threads(0, SEARCH_SLOTS).map_err(|e| engine_error("reserve", e))?;
         Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None })
     }
@@ -206,8 +225,12 @@ impl HnswIndex {
             return Err(LakehouseError::NotFound(format!("index file {} does not exist", path.display())));
         }
         let path_str = path.to_string_lossy();
-        let index = if mmap { Index::restore_view(&path_str) } else { Index::restore(&path_str) }
+        let mut index = if mmap { Index::restore_view(&path_str) } else { Index::restore(&path_str) }
             .map_err(|e| engine_error("open", e))?;
+        if index.scalar_kind() == ScalarKind::F32 {
+            let dim = index.dimensions();
+            install_f32_metric(&mut index, dim)?;
+        }
         index.change_expansion_search(params.ef_search);
         // Room for concurrent searches. A memory-mapped view may refuse to grow; then it
         // keeps the contexts usearch gave it (one per hardware thread) and callers queue.
@@ -219,6 +242,7 @@ impl HnswIndex {
         let dim = index.dimensions();
         let quantization = match index.scalar_kind() {
             ScalarKind::F16 => Quantization::F16,
+            ScalarKind::BF16 => Quantization::Bf16,
             ScalarKind::I8 => Quantization::I8,
             _ => Quantization::F32,
         };
@@ -259,8 +283,12 @@ impl HnswIndex {
     }
 
     /// The SIMD kernels usearch dispatched to on this CPU ("serial" means none).
+    /// The distance kernel searches use: ours on f32 graphs, else usearch's SIMD target.
     pub fn simd(&self) -> String {
-        self.index.hardware_acceleration()
+        match self.params.quantization {
+            Quantization::F32 => format!("lakehouse-f32-{}", crate::distance::inner_product_kernel().1),
+            _ => self.index.hardware_acceleration(),
+        }
     }
 
     pub fn contains(&self, key: u64) -> bool {
@@ -439,6 +467,31 @@ pub(crate) mod tests {
         assert_eq!(index.len(), n);
         let found = (0..n).filter(|&i| index.search(&vectors[i * dim..(i + 1) * dim], 1, 64).unwrap()[0].0 == keys[i]).count();
         assert!(found as f64 / n as f64 > 0.99, "only {found} of {n} found themselves");
+    }
+
+    #[test]
+    fn every_storage_scores_like_exact_cosine_within_its_precision() {
+        let (n, dim) = (400, 100); // 100 = 64 + 32 + 4: every kernel's tail path runs
+        let vectors = unit_vectors(n, dim, 5);
+        let keys: Vec<u64> = (0..n as u64).collect();
+        let tolerance = [(Quantization::F32, 1e-5), (Quantization::F16, 2e-3), (Quantization::Bf16, 2e-2), (Quantization::I8, 6e-2)];
+        for (quantization, tolerance) in tolerance {
+            let params = HnswParams { quantization, ..HnswParams::default() };
+            let index = HnswIndex::build(dim, params, &keys, &vectors, 2).unwrap();
+            assert_eq!(index.params.quantization, quantization);
+            for q in (0..n).step_by(37) {
+                let query = &vectors[q * dim..(q + 1) * dim];
+                let hits = index.search(query, 5, 64).unwrap();
+                assert_eq!(hits[0].0, q as u64, "{quantization:?}: row {q} must find itself first");
+                for (key, score) in hits {
+                    let row = &vectors[key as usize * dim..(key as usize + 1) * dim];
+                    let exact: f64 = query.iter().zip(row).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    assert!((score as f64 - exact).abs() <= tolerance, "{quantization:?}: score {score} vs exact {exact}");
+                }
+            }
+        }
+        let f32_index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 1).unwrap();
+        assert!(f32_index.simd().starts_with("lakehouse-f32-"), "f32 graphs use our kernel, got {}", f32_index.simd());
     }
 
     #[test]

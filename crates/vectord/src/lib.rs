@@ -6,6 +6,7 @@
 //! - [`f16_weights`]: the same with f16 weights and f32 math, for AVX2 CPUs without it.
 //! - [`cache`]: the (model, content hash) -> vector cache, so text is never embedded twice.
 //! - [`chunk`]: splitting long texts into overlapping chunks with stable ids.
+//! - [`distance`]: the f32 inner-product kernel HNSW traversal calls (instead of usearch's).
 //! - [`hnsw`]: one usearch HNSW index version (build in parallel, save, memory-map).
 //! - [`layered`]: one index version as callers see it: graph + segment.
 //! - [`segment`]: the small exact layer a refresh writes instead of re-saving the graph.
@@ -51,6 +52,7 @@ macro_rules! simd_dispatch {
 pub mod bf16;
 pub mod cache;
 pub mod chunk;
+pub mod distance;
 pub mod embed;
 pub mod encoder;
 pub mod f16_weights;

@@ -39,7 +39,7 @@ class HnswSettings(BaseModel):
     connectivity: int | None = Field(default=None, ge=2, le=256, description="M: graph edges per node")
     ef_construction: int | None = Field(default=None, ge=8, le=4096)
     ef_search: int | None = Field(default=None, ge=1, le=4096)
-    quantization: Literal["f32", "f16", "i8"] | None = None
+    quantization: Literal["f32", "f16", "bf16", "i8"] | None = None
 
 
 class CreateIndexRequest(BaseModel):
