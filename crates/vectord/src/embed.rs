@@ -74,6 +74,14 @@ impl MiniLmEmbedder {
 
     /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
+        // The whole call runs on a rayon worker. Called from outside the pool (a server or
+        // Python thread), each of the ~60 parallel steps of a forward pass would be handed
+        // to the pool and waited for, one cross-thread wake-up each; on a worker they are
+        // plain forks, and a lone short query stays on one core unless another is idle.
+        rayon::scope(|_| self.embed_on_pool(texts))
+    }
+
+    fn embed_on_pool(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| model_error("tokenize", e))?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let mut out = Vec::with_capacity(texts.len() * self.dim);
