@@ -197,6 +197,22 @@ def test_bad_definitions_are_refused_before_any_work(indexed: Lakehouse):
         indexed.vectors.search("missing", "x")
 
 
+@pytest.mark.parametrize("quantization", ["bf16", "f16", "i8"])
+def test_a_quantized_graph_ranks_like_the_f32_one_and_reopens_as_itself(lh: Lakehouse, quantization: str):
+    lh.ingest_table(profiles_table(), "workers")
+    lh.vectors.create("workers", ["role", "bio"], "worker_id", name="exact")
+    lh.vectors.create("workers", ["role", "bio"], "worker_id", name="small", hnsw={"quantization": quantization})
+    for query in ("someone who can weld steel beams", "hospital nursing staff", "semi truck CDL"):
+        exact, small = (lh.vectors.search(n, query, 3)["hits"] for n in ("exact", "small"))
+        assert small[0]["doc_id"] == exact[0]["doc_id"]
+        assert small[0]["score"] == pytest.approx(exact[0]["score"], abs=0.03)  # the storage's rounding
+    assert lh.vectors.versions("small")["versions"][-1]["params"]["quantization"] == quantization
+    for bad, why in (({"quantization": "f8"}, "unknown variant `f8`"), ({"quantisation": "bf16"}, "unknown HNSW setting")):
+        with pytest.raises(InvalidInput, match=why):
+            lh.vectors.create("workers", ["bio"], "worker_id", name="odd", hnsw=bad)
+        assert not (lh.path / "_vectors" / "odd").exists(), "refused before anything is written"
+
+
 def test_a_lance_backed_index_answers_with_the_same_shape(lh: Lakehouse):
     lh.ingest_table(profiles_table(), "workers")
     built = lh.vectors.create("workers", ["role", "bio"], "worker_id", backend="lance")

@@ -131,7 +131,7 @@ class VectorConfig:
     embed_precision: str = "auto"
     #: backend of new indexes: "hnsw" (usearch, in the core) or "lance" (pylance, IVF_PQ)
     backend: str = "hnsw"
-    #: HNSW graph degree M, build beam, search beam, stored precision (f32 | f16 | i8)
+    #: HNSW graph degree M, build beam, search beam, stored precision (f32 | bf16 | f16 | i8)
     hnsw_connectivity: int = 16
     hnsw_ef_construction: int = 128
     hnsw_ef_search: int = 64
@@ -362,7 +362,7 @@ def render_default_toml(api_key: str) -> str:
         line("embed_precision", vectors.embed_precision),
         "# backend of new indexes: hnsw (usearch in the core) or lance (IVF_PQ on disk)",
         line("backend", vectors.backend),
-        "# HNSW graph degree, build and search beams, stored precision (f32, f16, i8); autotune may change them",
+        "# HNSW graph degree, build and search beams, stored precision (f32, bf16, f16, i8); autotune may change them",
         line("hnsw_connectivity", vectors.hnsw_connectivity),
         line("hnsw_ef_construction", vectors.hnsw_ef_construction),
         line("hnsw_ef_search", vectors.hnsw_ef_search),

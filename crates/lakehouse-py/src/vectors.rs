@@ -110,6 +110,14 @@ impl PyHnswIndex {
         Ok(Self { inner: LayeredIndex::from_graph(graph) })
     }
 
+    /// The HNSW settings as the core reads them, defaults filled in; a ValueError names
+    /// what it cannot read (so callers refuse bad settings before any work).
+    #[staticmethod]
+    fn read_params<'py>(py: Python<'py>, params: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let params: HnswParams = from_py(params)?;
+        to_py(py, &params)
+    }
+
     /// Open a saved graph; `segment` is the file of rows a refresh put on top of it;
     /// `keys_le` (the version's keys), for a mapped graph, the vectors its exact scans keep
     /// in one matrix.

@@ -72,7 +72,7 @@ def create_index(body: CreateIndexRequest, request: Request, key: ApiKey = Depen
     args: dict[str, Any] = dict(name=body.name, backend=body.backend, hnsw=hnsw, actor=key.name)
     if body.wait:
         return SafeJSONResponse(indexes.create(body.dataset, body.text_columns, body.id_column, **args), status_code=201)
-    indexes.validate_new(body.dataset, body.text_columns, body.id_column, name=body.name)
+    indexes.validate_new(body.dataset, body.text_columns, body.id_column, name=body.name, backend=body.backend, hnsw=hnsw)
     job = indexes.jobs.submit(
         "build", body.name or body.dataset,
         lambda progress: indexes.create(body.dataset, body.text_columns, body.id_column, progress=progress, **args),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lakehouse import _core
+from lakehouse.errors import InvalidInput
 from lakehouse.vectors.backend import SearchResult
 
 INDEX_FILE = "index.usearch"
@@ -42,6 +43,19 @@ class HnswBackend:
         self._inner = inner
         self.path = path
         self.planner = planner
+
+    @staticmethod
+    def read_settings(hnsw: dict[str, Any]) -> dict[str, Any]:
+        """`hnsw` as the core reads it (defaults filled in), or InvalidInput naming what is
+        wrong: an unknown key or a value the core cannot read."""
+        try:
+            known = _core.HnswIndex.read_params(hnsw)
+        except ValueError as exc:
+            raise InvalidInput(f"bad HNSW settings {hnsw}: {exc}") from None
+        unknown = sorted(set(hnsw) - set(known))
+        if unknown:
+            raise InvalidInput(f"unknown HNSW setting(s) {unknown}; use {sorted(known)}")
+        return known
 
     @classmethod
     def build(cls, path: Path, keys: np.ndarray, vectors: np.ndarray, params: dict[str, Any]) -> HnswBackend:

@@ -265,7 +265,7 @@ class VectorIndexes:
         progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Define an index over `dataset` and build its first version."""
-        name = self.validate_new(dataset, text_columns, id_column, name=name, backend=backend)
+        name = self.validate_new(dataset, text_columns, id_column, name=name, backend=backend, hnsw=hnsw)
         definition = {
             "name": name,
             "dataset": dataset,
@@ -286,7 +286,8 @@ class VectorIndexes:
         tmp.replace(self._dir(name) / "definition.json")
         return self.refresh(name, actor=actor, progress=progress, full=True)
 
-    def validate_new(self, dataset: str, text_columns: list[str], id_column: str, *, name: str | None = None, backend: str | None = None) -> str:
+    def validate_new(self, dataset: str, text_columns: list[str], id_column: str, *, name: str | None = None,
+                     backend: str | None = None, hnsw: dict[str, Any] | None = None) -> str:
         """Refuse a bad definition before any work starts; returns the index name."""
         from lakehouse.lakehouse import validate_dataset_name
 
@@ -302,7 +303,8 @@ class VectorIndexes:
             raise InvalidInput(f"dataset {dataset!r} has no column(s) {missing}; it has {sorted(columns)}")
         if (self._dir(name) / "definition.json").is_file():
             raise InvalidInput(f"vector index {name!r} already exists; refresh it or pick another name")
-        _backend_class(backend or self.config.backend)
+        if _backend_class(backend or self.config.backend) is HnswBackend and hnsw:
+            HnswBackend.read_settings(hnsw)
         return name
 
     def refresh(self, name: str, *, actor: str | None = None, progress: Progress | None = None, full: bool = False) -> dict[str, Any]:
