@@ -302,12 +302,17 @@ class Lakehouse:
         self._last_query.rescue_used = rescued
         return table
 
-    def lookup(self, dataset: str, key_column: str, keys: list[Any], columns: list[str] | None = None) -> pa.Table:
+    def lookup(self, dataset: str, key_column: str, keys: list[Any], columns: list[str] | None = None, *,
+               equal: dict[str, list[str]] | None = None) -> pa.Table:
         """The rows of `dataset` whose `key_column`, compared as text, is one of `keys`,
         grouped in the order of `keys` (a key the dataset lacks is absent), with only
         `columns` (all by default). The same rows as `WHERE CAST(key AS VARCHAR) IN
-        (...)`; a hot table answers from an in-memory key index instead of a scan."""
-        return self._paired_with_rescue_flag(self._query.lookup, dataset, key_column, [str(k) for k in keys], list(columns or []))
+        (...)`; a hot table answers from an in-memory key index instead of a scan.
+        `equal` ({text column: values}) keeps only the rows whose value in each such
+        column is one of its values (`AND column IN (...)`); a column that is not text is
+        refused (InvalidInput), since its comparison would depend on casts."""
+        tests = [(column, [str(v) for v in values]) for column, values in (equal or {}).items()]
+        return self._paired_with_rescue_flag(self._query.lookup, dataset, key_column, [str(k) for k in keys], list(columns or []), tests)
 
     def _paired_with_rescue_flag(self, run, *args: Any) -> pa.Table:
         try:

@@ -62,11 +62,13 @@ impl PyQueryEngine {
     }
 
     /// `(table, rescue flag)`: the rows of `dataset` whose `key_column`, as text, is one
-    /// of `keys`, in the order of the keys, with only `columns` (all when empty).
-    #[pyo3(signature = (dataset, key_column, keys, columns=Vec::new()))]
-    fn lookup<'py>(&self, py: Python<'py>, dataset: String, key_column: String, keys: Vec<String>, columns: Vec<String>) -> PyResult<(Bound<'py, PyAny>, bool)> {
+    /// of `keys`, in the order of the keys, with only `columns` (all when empty), and
+    /// whose text columns in `equal` hold one of the values paired with them.
+    #[pyo3(signature = (dataset, key_column, keys, columns=Vec::new(), equal=Vec::new()))]
+    fn lookup<'py>(&self, py: Python<'py>, dataset: String, key_column: String, keys: Vec<String>, columns: Vec<String>,
+                   equal: Vec<(String, Vec<String>)>) -> PyResult<(Bound<'py, PyAny>, bool)> {
         let engine = self.inner.clone();
-        let result = block_on(py, async move { engine.lookup(&dataset, &key_column, &keys, &columns).await }).py()?;
+        let result = block_on(py, async move { engine.lookup(&dataset, &key_column, &keys, &columns, &equal).await }).py()?;
         Ok((table_to_py(py, result.schema, result.batches)?, result.rescue_used))
     }
 

@@ -160,7 +160,10 @@ impl QueryEngine {
     /// VARCHAR)`), is one of `keys`: grouped in the order the keys are given, with only
     /// `columns` (every column when empty). A pinned table answers from its key index;
     /// any other is filtered by DataFusion and the rows put in the same order.
-    pub async fn lookup(&self, dataset: &str, key_column: &str, keys: &[String], columns: &[String]) -> Result<QueryResult> {
+    ///
+    /// `equal` narrows the rows further: each (text column, values) pair keeps the rows
+    /// whose value there is one of those (see [`KeyIndex::take`]).
+    pub async fn lookup(&self, dataset: &str, key_column: &str, keys: &[String], columns: &[String], equal: &[(String, Vec<String>)]) -> Result<QueryResult> {
         let reg = self
             .tables
             .lock()
@@ -171,10 +174,10 @@ impl QueryEngine {
         self.promote_hot_tables(&BTreeSet::from([dataset.to_string()])).await?;
         let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
         let found = match self.cache.pinned(dataset, reg.version) {
-            Some(pinned) => self.key_index(dataset, key_column, &pinned)?.take(&pinned.schema, &wanted, columns)?,
+            Some(pinned) => self.key_index(dataset, key_column, &pinned)?.take(&pinned.schema, &wanted, columns, equal)?,
             None => {
-                let (schema, batches) = self.rows_with_keys(&reg, key_column, keys, columns).await?;
-                KeyIndex::build(batches.into(), &schema, key_column)?.take(&schema, &wanted, columns)?
+                let (schema, batches) = self.rows_with_keys(&reg, key_column, keys, columns, equal).await?;
+                KeyIndex::build(batches.into(), &schema, key_column)?.take(&schema, &wanted, columns, equal)?
             }
         };
         self.last_rescue_used.store(reg.rescue_used, Ordering::Relaxed);
@@ -197,11 +200,12 @@ impl QueryEngine {
     }
 
     /// `SELECT key_column, columns... WHERE CAST(key_column AS VARCHAR) IN (keys)`.
-    async fn rows_with_keys(&self, reg: &Registered, key_column: &str, keys: &[String], columns: &[String]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    async fn rows_with_keys(&self, reg: &Registered, key_column: &str, keys: &[String], columns: &[String], equal: &[(String, Vec<String>)]) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         use datafusion::prelude::{cast, ident, lit};
         let schema = reg.provider.schema();
         let mut selected = vec![key_column.to_string()];
-        for c in lookup::projection(&schema, columns)? {
+        let tested: Vec<String> = equal.iter().map(|(c, _)| c.clone()).collect();
+        for c in lookup::projection(&schema, columns)?.into_iter().chain(lookup::projection(&schema, &tested)?.into_iter().filter(|_| !columns.is_empty())) {
             let name = schema.field(c).name();
             if !selected.contains(name) {
                 selected.push(name.clone());

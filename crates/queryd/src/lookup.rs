@@ -11,7 +11,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, LargeStringArray, RecordBatch, StringArray, StringViewArray};
 use arrow::compute::{cast, interleave};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use lakehouse_shared::{LakehouseError, Result};
@@ -94,11 +94,17 @@ impl KeyIndex {
         out
     }
 
-    /// The matching rows (see [`positions`](Self::positions)) with only `columns`
-    /// (every column when empty).
-    pub fn take(&self, schema: &SchemaRef, wanted: &[&str], columns: &[String]) -> Result<RecordBatch> {
+    /// The matching rows (see [`positions`](Self::positions)) whose text columns in
+    /// `equal` also hold one of the values given for them, with only `columns` (every
+    /// column when empty). Testing `equal` here reads each row's string in place; only
+    /// the rows that pass are copied out (a city's 32K rows tested for a role and a
+    /// state, ~100 of them returned).
+    pub fn take(&self, schema: &SchemaRef, wanted: &[&str], columns: &[String], equal: &[(String, Vec<String>)]) -> Result<RecordBatch> {
         let projection = projection(schema, columns)?;
-        let positions = self.positions(wanted);
+        let mut positions = self.positions(wanted);
+        for (name, values) in equal {
+            self.retain_equal(&mut positions, column_index(schema, name)?, name, values)?;
+        }
         let arrays = projection
             .iter()
             .map(|&c| {
@@ -113,8 +119,47 @@ impl KeyIndex {
         Ok(RecordBatch::try_new(projected, arrays)?)
     }
 
+    /// Keeps the positions whose value in `column` is one of `values` (NULL equals
+    /// nothing). Only text columns: elsewhere "equal" depends on the engine's casts.
+    fn retain_equal(&self, positions: &mut Vec<(usize, usize)>, column: usize, name: &str, values: &[String]) -> Result<()> {
+        let texts = self
+            .batches
+            .iter()
+            .map(|b| Text::of(b.column(column)).ok_or_else(|| LakehouseError::invalid(format!("column {name:?} is not text"))))
+            .collect::<Result<Vec<_>>>()?;
+        positions.retain(|&(batch, row)| texts[batch].value(row).is_some_and(|v| values.iter().any(|w| w == v)));
+        Ok(())
+    }
+
     pub fn rows(&self) -> usize {
         self.next.len()
+    }
+}
+
+/// A string column read in place, whichever of Arrow's string layouts it has.
+enum Text<'a> {
+    Utf8(&'a StringArray),
+    Large(&'a LargeStringArray),
+    View(&'a StringViewArray),
+}
+
+impl<'a> Text<'a> {
+    fn of(array: &'a ArrayRef) -> Option<Self> {
+        let any = array.as_any();
+        match array.data_type() {
+            DataType::Utf8 => any.downcast_ref().map(Text::Utf8),
+            DataType::LargeUtf8 => any.downcast_ref().map(Text::Large),
+            DataType::Utf8View => any.downcast_ref().map(Text::View),
+            _ => None,
+        }
+    }
+
+    fn value(&self, row: usize) -> Option<&'a str> {
+        match self {
+            Text::Utf8(a) => a.is_valid(row).then(|| a.value(row)),
+            Text::Large(a) => a.is_valid(row).then(|| a.value(row)),
+            Text::View(a) => a.is_valid(row).then(|| a.value(row)),
+        }
     }
 }
 
@@ -140,6 +185,15 @@ pub(crate) fn projection(schema: &Schema, columns: &[String]) -> Result<Vec<usiz
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array};
+
+    /// Row `i`'s shift: NULL for some rows, else day or night.
+    fn shift(i: usize) -> Option<&'static str> {
+        match i % 7 {
+            3 => None,
+            r if r % 2 == 0 => Some("day"),
+            _ => Some("night"),
+        }
+    }
     use arrow::datatypes::Field;
     use proptest::prelude::*;
 
@@ -147,6 +201,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![
             Field::new("worker_id", DataType::Int64, true),
             Field::new("score", DataType::Float64, false),
+            Field::new("shift", DataType::Utf8View, true),
         ]));
         // Three batches of uneven sizes, so positions cross batch boundaries.
         let cut = [0, ids.len() / 3, ids.len() / 2, ids.len()];
@@ -158,6 +213,7 @@ mod tests {
                 RecordBatch::try_new(schema.clone(), vec![
                     Arc::new(Int64Array::from(part.to_vec())),
                     Arc::new(Float64Array::from(scores)),
+                    Arc::new(StringViewArray::from_iter((w[0]..w[1]).map(shift))),
                 ])
                 .unwrap()
             })
@@ -177,16 +233,21 @@ mod tests {
             let index = KeyIndex::build(batches, &schema, "worker_id").unwrap();
             let keys: Vec<String> = wanted.iter().map(|k| k.to_string()).collect();
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let got = index.take(&schema, &refs, &["score".to_string()]).unwrap();
-            let scores = got.column(0).as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec();
             let mut expected = Vec::new();
             let mut asked = std::collections::HashSet::new();
             for k in &wanted {
                 if asked.insert(*k) {
-                    expected.extend(ids.iter().enumerate().filter(|(_, id)| **id == Some(*k)).map(|(i, _)| i as f64));
+                    expected.extend(ids.iter().enumerate().filter(|(_, id)| **id == Some(*k)).map(|(i, _)| i));
                 }
             }
-            prop_assert_eq!(scores, expected);
+            let scores = |equal: &[(String, Vec<String>)]| {
+                let got = index.take(&schema, &refs, &["score".to_string()], equal).unwrap();
+                got.column(0).as_any().downcast_ref::<Float64Array>().unwrap().values().iter().map(|&s| s as usize).collect::<Vec<_>>()
+            };
+            prop_assert_eq!(scores(&[]), expected.clone());
+            // `AND shift IN ('night')`: the same rows minus those whose shift differs or is NULL
+            let night: Vec<usize> = expected.into_iter().filter(|&i| shift(i) == Some("night")).collect();
+            prop_assert_eq!(scores(&[("shift".to_string(), vec!["night".to_string()])]), night);
         }
     }
 
@@ -196,6 +257,8 @@ mod tests {
         let err = KeyIndex::build(batches.clone(), &schema, "id").err().unwrap().to_string();
         assert!(err.contains("\"id\"") && err.contains("worker_id, score"), "{err}");
         let index = KeyIndex::build(batches, &schema, "worker_id").unwrap();
-        assert!(index.take(&schema, &["1"], &["nope".to_string()]).is_err());
+        assert!(index.take(&schema, &["1"], &["nope".to_string()], &[]).is_err());
+        let not_text = index.take(&schema, &["1"], &[], &[("score".to_string(), vec!["0".to_string()])]).err().unwrap();
+        assert!(not_text.to_string().contains("\"score\" is not text"), "{not_text}");
     }
 }

@@ -162,16 +162,13 @@ def _ids_by_key(lake: Lakehouse, dataset: str, equal: list[Equality]) -> pa.Arra
     first, rest = equal[0], equal[1:]
     if not first.spellings:
         return pa.array([], pa.string())
-    table = lake.lookup(dataset, first.column, first.spellings, ["worker_id", *(e.column for e in rest)])
-    ids = table["worker_id"]
-    if not all(_is_text(table.schema.field(e.column).type) for e in rest) or not (pa.types.is_integer(ids.type) or _is_text(ids.type)):
+    try:  # the core tests the other columns on the key's rows in place
+        table = lake.lookup(dataset, first.column, first.spellings, ["worker_id"], equal={e.column: e.spellings for e in rest})
+    except InvalidInput:  # one of them is not text
         return None
-    keep = None
-    for e in rest:
-        passed = pc.is_in(table[e.column], value_set=pa.array(e.spellings, table.schema.field(e.column).type))
-        keep = passed if keep is None else pc.and_(keep, passed)
-    if keep is not None:
-        ids = ids.filter(keep)
+    ids = table["worker_id"]
+    if not (pa.types.is_integer(ids.type) or _is_text(ids.type)):
+        return None
     return pc.cast(ids, pa.string()).combine_chunks()
 
 
