@@ -102,6 +102,20 @@ def test_rows_by_key_come_back_in_the_order_asked_cold_hot_and_after_a_write(lh)
     assert lh.lookup("workers", "worker_id", []).num_rows == 0
 
 
+def test_a_lookup_narrowed_by_other_text_columns_keeps_the_rows_the_sql_keeps_cold_and_hot(lh):
+    lh.ingest_table(workers_table(12), "workers")
+    sql = ("SELECT worker_id FROM workers WHERE city IN ('Toledo', 'Chicago') AND role = 'Welder' "
+           "AND state IN ('OH', 'XX') ORDER BY worker_id")
+    expected = [r["worker_id"] for r in lh.sql(sql).to_pylist()]
+    assert expected, "the filter keeps some rows"
+    for _ in range(4):  # the first lookups read through DataFusion, later ones the pinned table's key index
+        got = lh.lookup("workers", "city", ["Toledo", "Chicago"], ["worker_id"], equal={"role": ["Welder"], "state": ["OH", "XX"]})
+        assert sorted(got.column("worker_id").to_pylist()) == expected
+    assert "workers" in lh._query.cache_stats()["pinned_tables"], "the key index path was reached"
+    with pytest.raises(InvalidInput, match="not text"):
+        lh.lookup("workers", "city", ["Toledo"], ["worker_id"], equal={"reliability": ["0.6"]})
+
+
 def test_a_lookup_on_a_column_that_does_not_exist_is_refused_with_the_columns_named(lh):
     lh.ingest_table(workers_table(2), "workers")
     with pytest.raises(InvalidInput, match="worker_id"):

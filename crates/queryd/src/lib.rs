@@ -204,8 +204,13 @@ impl QueryEngine {
         use datafusion::prelude::{cast, ident, lit};
         let schema = reg.provider.schema();
         let mut selected = vec![key_column.to_string()];
-        let tested: Vec<String> = equal.iter().map(|(c, _)| c.clone()).collect();
-        for c in lookup::projection(&schema, columns)?.into_iter().chain(lookup::projection(&schema, &tested)?.into_iter().filter(|_| !columns.is_empty())) {
+        // `take` tests the `equal` columns on these rows, so they are read too (an empty
+        // `columns` already means every column)
+        let mut asked = columns.to_vec();
+        if !columns.is_empty() {
+            asked.extend(equal.iter().map(|(c, _)| c.clone()));
+        }
+        for c in lookup::projection(&schema, &asked)? {
             let name = schema.field(c).name();
             if !selected.contains(name) {
                 selected.push(name.clone());

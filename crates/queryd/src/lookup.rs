@@ -185,6 +185,8 @@ pub(crate) fn projection(schema: &Schema, columns: &[String]) -> Result<Vec<usiz
 mod tests {
     use super::*;
     use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::Field;
+    use proptest::prelude::*;
 
     /// Row `i`'s shift: NULL for some rows, else day or night.
     fn shift(i: usize) -> Option<&'static str> {
@@ -194,8 +196,6 @@ mod tests {
             _ => Some("night"),
         }
     }
-    use arrow::datatypes::Field;
-    use proptest::prelude::*;
 
     fn table(ids: &[Option<i64>]) -> (SchemaRef, Arc<[RecordBatch]>) {
         let schema = Arc::new(Schema::new(vec![
