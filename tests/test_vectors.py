@@ -207,6 +207,9 @@ def test_a_quantized_graph_ranks_like_the_f32_one_and_reopens_as_itself(lh: Lake
         assert small[0]["doc_id"] == exact[0]["doc_id"]
         assert small[0]["score"] == pytest.approx(exact[0]["score"], abs=0.03)  # the storage's rounding
     assert lh.vectors.versions("small")["versions"][-1]["params"]["quantization"] == quantization
+    # the graph opened from disk holds the quantized rows (its kernel is not the f32 one)
+    assert not lh.vectors.active("small").backend._inner.simd.startswith("lakehouse-f32")
+    assert lh.vectors.active("exact").backend._inner.simd.startswith("lakehouse-f32")
     for bad, why in (({"quantization": "f8"}, "unknown variant `f8`"), ({"quantisation": "bf16"}, "unknown HNSW setting")):
         with pytest.raises(InvalidInput, match=why):
             lh.vectors.create("workers", ["bio"], "worker_id", name="odd", hnsw=bad)

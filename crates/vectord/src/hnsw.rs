@@ -282,8 +282,8 @@ impl HnswIndex {
         self.params
     }
 
-    /// The SIMD kernels usearch dispatched to on this CPU ("serial" means none).
-    /// The distance kernel searches use: ours on f32 graphs, else usearch's SIMD target.
+    /// The distance kernel searches use: ours on f32 graphs ("lakehouse-f32-<simd>"), else
+    /// the SIMD target usearch dispatched to on this CPU ("serial" means none).
     pub fn simd(&self) -> String {
         match self.params.quantization {
             Quantization::F32 => format!("lakehouse-f32-{}", crate::distance::inner_product_kernel().1),
