@@ -664,6 +664,12 @@ def servers(run_dir: RunDir):
             fh.close()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _contracts(sample: Sample, n: int, rng: random.Random) -> list[dict[str, Any]]:
     today = dt.date.today()
     out = []
@@ -720,7 +726,9 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
                 return [r for rs in results for r in rs], time.perf_counter() - t
 
             burst(1)  # warm every connection and both servers' thread pools (not counted)
+            cpu_before = [_cpu_seconds(proc.pid) for proc in procs]
             results, wall = burst(sizes.requests_per_client)
+            cpu_ms = [(_cpu_seconds(proc.pid) - before) * 1000 / len(results) for proc, before in zip(procs, cpu_before)]
             # the same 20 clients as recruiters: a think time (exponential, mean THINK_S) before each request
             paced, paced_wall = burst(sizes.paced_requests_per_client, THINK_S)
         finally:
@@ -736,6 +744,7 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
         p50_ms=p50(latencies), max_ms=max(latencies), errors=len(errors), error_kinds=dict(Counter(map(str, errors))),
         throughput_rps=len(results) / wall, clients=n, requests_per_client=sizes.requests_per_client,
         closed_loop=True, server_latency_p50_ms=_stage_medians(answers),
+        cpu_ms_per_request={"gateway": round(cpu_ms[0], 2), "recruiter_api": round(cpu_ms[1], 2)},
         paced={"think_s_mean": THINK_S, "requests": len(paced), "p50_ms": p50(paced_latencies), "p95_ms": p95(paced_latencies),
                "max_ms": max(paced_latencies), "errors": len(paced_errors), "throughput_rps": len(paced) / paced_wall,
                "server_latency_p50_ms": _stage_medians([r[2] for r in paced if r[2]])},

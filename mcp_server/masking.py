@@ -30,6 +30,7 @@ never leave the gateway.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any, Iterable
 
@@ -54,13 +55,16 @@ _PHONE = re.compile(r"^[+()\d][\d\s().\-+x]{6,}$")
 _NAME_WORDS = {"first", "last", "full", "given", "family", "middle"}
 
 
-def _tokens(column: str) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def _tokens(column: str) -> tuple[str, ...]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)
-    return [t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t]
+    return tuple(t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t)
 
 
-def kind_of(column: str, value: Any = None) -> str:
-    """email | phone | ssn | name | birth_date | address | other."""
+@functools.lru_cache(maxsize=1024)
+def _kind_by_name(column: str) -> str | None:
+    """What a column's name alone says it holds (None: the name does not tell). Kept per
+    name: masking a page of results asks it once per cell."""
     tokens = set(_tokens(column))
     joined = "_".join(_tokens(column))
     if tokens & {"email", "mail"} or "e_mail" in joined:
@@ -75,6 +79,14 @@ def kind_of(column: str, value: Any = None) -> str:
         return "address"
     if ("name" in tokens and (len(tokens) == 1 or tokens & _NAME_WORDS)) or tokens & {"firstname", "lastname", "fullname", "surname"}:
         return "name"
+    return None
+
+
+def kind_of(column: str, value: Any = None) -> str:
+    """email | phone | ssn | name | birth_date | address | other."""
+    by_name = _kind_by_name(column)
+    if by_name is not None:
+        return by_name
     if isinstance(value, str):
         text = value.strip()
         if _EMAIL.match(text):

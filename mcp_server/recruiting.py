@@ -47,8 +47,6 @@ CALL_LOG = "call_log.jsonl"
 #: worker columns asked of hybrid search beside the ranking ones (with every tagged
 #: column); tagged columns are masked per role before they leave this service
 CONTACT_COLUMNS = ("phone", "email", "zip", "available_from")
-#: placement outcomes that do not hold the worker for the shift
-FREE_OUTCOMES = ("no_show", "terminated", "cancelled", "canceled")
 #: log actions -> call-log channel
 ACTIONS = {"call": "call", "sms": "sms", "placed": "placed"}
 GHOST_NOTE = ("{n} name(s) are not in the workers dataset and were skipped (nothing logged, seeded or booked "
@@ -147,12 +145,18 @@ class Recruiting:
         self.store = store
         self.seed_actions = seed_actions
         self.executor = executor or ThreadPoolExecutor(max_workers=6, thread_name_prefix="recruiter")
+        self._tags: tuple[dict[str, Any], dict[str, str], list[str]] | None = None
 
     # ------------------------------------------------------------------ masking
     def worker_tags(self) -> tuple[dict[str, str], list[str]]:
+        """The workers dataset's effective tags and columns, worked out once per manifest
+        read (the gateway client keeps a manifest a few seconds; every search asks)."""
         manifest = self.gateway.manifest(WORKERS)
-        columns = [c["name"] for c in manifest.get("columns", [])]
-        return masking.effective_tags(manifest.get("column_tags"), columns), columns
+        cached = self._tags
+        if cached is None or cached[0] is not manifest:
+            columns = [c["name"] for c in manifest.get("columns", [])]
+            cached = self._tags = (manifest, masking.effective_tags(manifest.get("column_tags"), columns), columns)
+        return cached[1], cached[2]
 
     def mask(self, rows: list[dict[str, Any]], who: Caller) -> list[dict[str, Any]]:
         if who.role == "admin" or not rows:
@@ -263,43 +267,16 @@ class Recruiting:
         return {**self.blacklist(client), "removed": str(worker_id)}
 
     # ------------------------------------------------------------------ bookings
-    def booked(self, start: str, end: str, *, role: str | None = None, city: str | None = None,
-               state: str | None = None, by_city: bool = True) -> dict[str, Any]:
-        """Workers booked for a shift overlapping [start, end]: from the recruiter API's
-        own bookings (Placed logs, no-shows) and from the `placements` dataset."""
+    def ledger_bookings(self, start: str, end: str) -> dict[str, list[str]]:
+        """Workers this service's own bookings (Placed logs, no-shows) hold for a shift
+        overlapping [start, end]. The `placements` dataset's bookings are the gateway's to
+        apply: hybrid search leaves them out (`booked_between`) in the same call."""
         ledger: dict[str, str] = {}
         for b in self.store.records(BOOKINGS):
             if b["start_date"] <= end and b["end_date"] >= start:
                 ledger[b["worker_id"]] = b["event"] if b["event"] == "no_show" else ledger.get(b["worker_id"], b["event"])
-        from_dataset, note = [], None
-        try:
-            # Placements alone first (a pinned table: a scan of dates), then only the few
-            # booked workers are checked against the contract's role and place, by key. A
-            # join would lowercase the role, city and state of every worker to find them.
-            # The end date goes first: most placements ended long ago, and the engine tests
-            # later clauses only on the rows that passed (2.7 -> 1.5 ms CPU at 250K rows).
-            from_dataset = [r["worker_id"] for r in self.gateway.rows(
-                f"SELECT DISTINCT CAST(worker_id AS VARCHAR) AS worker_id FROM {quote_ident(PLACEMENTS)} "
-                f"WHERE (end_date IS NULL OR end_date >= CAST({sql_literal(start)} AS DATE)) "
-                f"AND start_date <= CAST({sql_literal(end)} AS DATE) "
-                f"AND lower(coalesce(outcome, '')) NOT IN ({', '.join(sql_literal(o) for o in FREE_OUTCOMES)})"
-            )]
-            place = {"role": role, "city": city if by_city else None, "state": state}
-            if from_dataset and any(place.values()):
-                from_dataset = self._workers_in(from_dataset, place)
-        except Exception as exc:  # noqa: BLE001 - no placements dataset is a normal state
-            note = f"placements dataset not consulted: {_message(exc)}"
-        no_show = sorted(w for w, e in ledger.items() if e == "no_show")
-        booked = sorted(set(from_dataset) | {w for w, e in ledger.items() if e != "no_show"})
-        return {"booked": booked, "no_show": no_show, "from_placements": len(from_dataset),
-                "from_log": len(ledger), "note": note}
-
-    def _workers_in(self, ids: list[str], place: dict[str, str | None]) -> list[str]:
-        """The workers of `ids` (in the workers dataset) whose role / city / state are the
-        given ones, compared ignoring case."""
-        wanted = {column: value.lower() for column, value in place.items() if value}
-        rows = self.gateway.lookup(WORKERS, "worker_id", ids, ["worker_id", *wanted])
-        return [str(r["worker_id"]) for r in rows if all(str(r[c] or "").lower() == v for c, v in wanted.items())]
+        return {"booked": sorted(w for w, e in ledger.items() if e != "no_show"),
+                "no_show": sorted(w for w, e in ledger.items() if e == "no_show")}
 
     # ------------------------------------------------------------------ search
     def search(self, who: Caller, body: dict[str, Any]) -> dict[str, Any]:
@@ -371,23 +348,21 @@ class Recruiting:
         filters = {f: body.pop(f, None) for f in ("availability", "certifications", "min_reliability", "max_pay_rate", "radius_miles")}
         use_memory = body.pop("use_playbook_memory", True)
         contract, inferred = self.contract_from(body)
-        t = time.perf_counter()
-        bookings = self.booked(contract["start_date"], contract["end_date"], role=contract["role"], city=contract["city"],
-                               state=contract["state"], by_city=not filters.get("radius_miles"))
-        bookings_ms = (time.perf_counter() - t) * 1000
+        ledger = self.ledger_bookings(contract["start_date"], contract["end_date"])
         blacklisted = self.blacklisted_ids(contract.get("client"))
-        exclude = sorted(set(blacklisted) | set(bookings["booked"]) | set(bookings["no_show"]))
         request = {
             "query": query or f"reliable {contract['role']} in {contract['city']}, {contract['state']}",
             "k": max(k or max(contract["count"] * 3, 10), contract["count"]),
             "role": contract["role"], "city": contract["city"], "state": contract["state"],
-            "exclude_worker_ids": exclude, "use_playbook_memory": use_memory, "columns": self.contact_columns(),
+            "exclude_worker_ids": sorted(set(blacklisted) | set(ledger["booked"]) | set(ledger["no_show"])),
+            "booked_between": [contract["start_date"], contract["end_date"]], "bookings_dataset": PLACEMENTS,
+            "use_playbook_memory": use_memory, "columns": self.contact_columns(),
             **{f: v for f, v in filters.items() if v not in (None, [])},
         }
-        result = self.gateway.hybrid(request)
+        result = self.gateway.hybrid(request)  # one call: the filter, the bookings, the rank and the boost
         candidates = self.mask(result["sources"], who)
+        bookings = result.get("bookings") or {}
         latency = dict(result.get("latency_ms") or {})
-        latency["bookings_ms"] = round(bookings_ms, 3)
         latency["recruiter_total_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return {
             "contract": contract,
@@ -395,8 +370,8 @@ class Recruiting:
             "candidates": candidates,
             "recommended": [c["worker_id"] for c in candidates[: contract["count"]]],
             "shortfall": max(0, contract["count"] - len(candidates)),
-            "excluded": {"blacklisted": blacklisted, "booked": bookings["booked"], "no_show": bookings["no_show"],
-                         "note": bookings["note"]},
+            "excluded": {"blacklisted": blacklisted, "booked": sorted(set(ledger["booked"]) | set(bookings.get("excluded", []))),
+                         "no_show": ledger["no_show"], "note": bookings.get("note")},
             "sql_matches": result["sql_matches"],
             "search_path": result.get("search_path"),
             "playbook_boost": result.get("playbook_boost"),

@@ -15,6 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lakehouse.config import ApiKey, Config
 from lakehouse.errors import LakehouseError
@@ -499,3 +501,24 @@ def test_each_request_is_logged_with_method_path_status_and_duration(client, cap
         client.get("/journal")
     assert any(r.getMessage().startswith("GET /health -> 200 (") and r.getMessage().endswith(" ms)") for r in caplog.records)
     assert any(r.getMessage().startswith("GET /journal -> 401") for r in caplog.records)
+
+
+_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=8), st.dates(), st.datetimes(),
+    st.decimals(allow_nan=False, allow_infinity=False), st.binary(max_size=8), st.timedeltas(),
+)
+_content = st.recursive(_leaves, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    st.frozensets(st.one_of(st.integers(), st.text(max_size=5)), max_size=3)), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_content)
+def test_a_json_answer_renders_dates_decimals_bytes_sets_and_nan_as_the_full_conversion_does(content):
+    import json
+
+    from lakehouse.gateway.serialize import to_jsonable
+    from lakehouse.http import SafeJSONResponse
+
+    rendered = json.loads(SafeJSONResponse(content).body)
+    assert rendered == json.loads(json.dumps(to_jsonable(content), allow_nan=False))

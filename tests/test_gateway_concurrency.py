@@ -446,3 +446,36 @@ def _eventually(condition: Callable[[], bool], within: float = SOON) -> bool:
         return condition()
     finally:
         timer.cancel()
+
+
+def test_searches_beyond_search_threads_wait_their_turn_while_other_endpoints_answer(config: Config, monkeypatch):
+    from test_hybrid import workers_table
+
+    config.gateway.search_threads = 1
+    # one event loop for every request, as uvicorn has (a TestClient outside `with` gives each
+    # request its own loop, and a waiter on another loop is never woken)
+    with Lakehouse(config=config) as lake, TestClient(create_app(lake, config)) as client:
+        lake.ingest_table(workers_table(), "workers")
+        lake.vectors.create("workers", ["role", "certifications", "profile"], "worker_id")
+        entered, proceed = threading.Event(), threading.Event()
+        calls: list[str] = []
+        original = lake.vectors.embed_query
+
+        def held(text: str) -> Any:
+            calls.append(text)
+            entered.set()
+            assert proceed.wait(SOON), "the test never let the search proceed"
+            return original(text)
+
+        monkeypatch.setattr(lake.vectors, "embed_query", held)
+        body = {"query": "structural steel welder", "role": "Welder", "city": "Toledo", "state": "OH", "k": 5}
+        first = InThread(lambda: client.post("/vectors/hybrid", json=body, headers=READER))
+        assert entered.wait(SOON)
+        second = InThread(lambda: client.post("/vectors/hybrid", json={**body, "query": "pipe welder"}, headers=READER))
+        sql = client.post("/query/sql", json={"sql": "SELECT count(*) AS n FROM workers"}, headers=READER)
+        assert sql.status_code == 200, "a search holding every search thread does not hold other endpoints back"
+        threading.Event().wait(BRIEFLY)
+        assert calls == ["structural steel welder"] and not second.done(), "the second search waits for the one slot"
+        proceed.set()
+        assert [first.result(SOON * 3).status_code, second.result(SOON * 3).status_code] == [200, 200]
+        assert calls == ["structural steel welder", "pipe welder"]

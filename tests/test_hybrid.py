@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lakehouse.errors import InvalidInput
-from lakehouse.intelligence.hybrid import HybridQuery, _could_enter_top_k, hybrid_search
+from lakehouse.intelligence.hybrid import FREE_OUTCOMES, HybridQuery, _booked_ids, _bookings_sql, _could_enter_top_k, hybrid_search
 
 TODAY = date.today()
 
@@ -214,6 +214,62 @@ def test_excluded_workers_stay_out_even_when_the_filter_is_remembered(lake: Lake
     assert set(ranking(search(lake, query="pipe welder with stick experience"))) == {"1", "2", "3", "6"}, \
         "an exclusion of one search does not leak into the next"
     assert search(lake, exclude_worker_ids=["1", "2", "3", "6"])["sql_matches"] == 0
+
+
+def test_workers_booked_for_an_overlapping_shift_are_left_out_and_named(lake: Lakehouse):
+    shift = [(TODAY + timedelta(days=10)).isoformat(), (TODAY + timedelta(days=12)).isoformat()]
+    absent = search(lake, booked_between=shift)
+    assert absent["sql_matches"] == 4 and "placements dataset not consulted" in absent["bookings"]["note"]
+    day = lambda n: TODAY + timedelta(days=n)  # noqa: E731
+    lake.ingest_table(pa.table({
+        "worker_id": pa.array([1, 2, 3, 4, 6], pa.int64()),
+        "start_date": pa.array([day(5), day(12), day(0), day(0), day(13)], pa.date32()),
+        "end_date": pa.array([day(10), None, day(20), day(20), day(30)], pa.date32()),
+        "outcome": ["ongoing", "scheduled", "no_show", "ongoing", "ongoing"],
+    }), "placements")
+    result = search(lake, booked_between=shift)
+    # 1 ends on the first day, 2 starts on the last (open end): both overlap; 3 no-showed;
+    # 4 is booked but not a Toledo welder; 6 starts the day after the shift
+    assert sorted(result["bookings"]["excluded"]) == ["1", "2"] and result["bookings"]["note"] is None
+    assert set(ranking(result)) == {"3", "6"} and result["sql_matches"] == 2
+    assert "bookings_ms" in result["latency_ms"]
+    later = search(lake, booked_between=[day(40).isoformat(), day(41).isoformat()])
+    assert set(ranking(later)) == {"1", "3", "6"} and later["bookings"]["excluded"] == ["2"]
+    with pytest.raises(InvalidInput, match="ends .* before it starts"):
+        search(lake, booked_between=[shift[1], shift[0]])
+    with pytest.raises(InvalidInput, match="YYYY-MM-DD"):
+        search(lake, booked_between=["next monday", shift[1]])
+
+
+@pytest.fixture(scope="module")
+def bookings_lake(tmp_path_factory):
+    """300 placements from 90 days ago to 90 days ahead, some open-ended, every outcome."""
+    import random
+
+    rng = random.Random(3)
+    starts = [TODAY + timedelta(days=rng.randint(-90, 90)) for _ in range(300)]
+    ends = [None if rng.random() < 0.1 else s + timedelta(days=rng.randint(0, 30)) for s in starts]
+    outcomes = [rng.choice(["ongoing", "completed", "", None, *FREE_OUTCOMES, "No_Show"]) for _ in starts]
+    with Lakehouse(tmp_path_factory.mktemp("bookings") / "data") as lh:
+        lh.ingest_table(pa.table({"worker_id": pa.array([rng.randint(1, 120) for _ in starts], pa.int64()),
+                                  "start_date": pa.array(starts, pa.date32()), "end_date": pa.array(ends, pa.date32()),
+                                  "outcome": pa.array(outcomes, pa.string())}), "placements")
+        rows = lh.sql("SELECT CAST(worker_id AS VARCHAR) AS w, start_date, end_date, outcome FROM placements").to_pylist()
+        yield lh, rows
+
+
+@settings(max_examples=60, deadline=None)
+@given(first=st.integers(-100, 100), length=st.integers(0, 40))
+def test_the_workers_booked_for_a_shift_are_those_of_an_overlapping_placement_that_holds_them(bookings_lake, first, length):
+    lake, rows = bookings_lake
+    start, end = TODAY + timedelta(days=first), TODAY + timedelta(days=first + length)
+    expected = {r["w"] for r in rows if r["start_date"] <= end and (r["end_date"] is None or r["end_date"] >= start)
+                and (r["outcome"] or "").lower() not in FREE_OUTCOMES}
+    # a shift from today on is tested in memory against the placements open today; an earlier one runs the SQL
+    found = _booked_ids(lake, "placements", start.isoformat(), end.isoformat()).to_pylist()
+    assert sorted(found) == sorted(expected) and len(found) == len(set(found))
+    by_sql = lake.sql(_bookings_sql("placements", start.isoformat(), end.isoformat()))["worker_id"].to_pylist()
+    assert sorted(by_sql) == sorted(expected)
 
 
 def test_asked_for_columns_come_back_with_each_source_and_unknown_ones_are_named(lake: Lakehouse):

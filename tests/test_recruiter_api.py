@@ -299,7 +299,7 @@ def test_booked_workers_are_excluded_from_refills(env: Env, api: TestClient):
     assert set(body["excluded"]["booked"]) == {on_assignment, placed_here}
     assert body["excluded"]["no_show"] == [no_show_here]
     assert len(body["candidates"]) == 7 and body["recommended"] == found[:2] and body["shortfall"] == 0
-    assert body["contract"]["count"] == 2 and "bookings_ms" in body["latency_ms"]
+    assert body["contract"]["count"] == 2 and "bookings_ms" in body["latency_ms"] and body["excluded"]["note"] is None
 
     later = {**shift, "start_date": (start + timedelta(days=60)).isoformat(), "end_date": (start + timedelta(days=61)).isoformat()}
     free_again = [c["worker_id"] for c in api.post("/match", headers=SARAH, json={**later, "k": 10}).json()["candidates"]]

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lakehouse.client import GatewayError
 from lakehouse.config import read_api_key_file
 from lakehouse.errors import LakehouseError, error_body, http_status
-from lakehouse.gateway.serialize import to_jsonable
+from lakehouse.gateway.serialize import json_default, to_jsonable
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -43,20 +43,21 @@ GATEWAY_FAILED_BODY = {"error": "InternalError", "message": "the gateway failed;
 
 # ---------------------------------------------------------------------- responses
 class SafeJSONResponse(JSONResponse):
-    """Compact JSON that also accepts dates, decimals, bytes and NaN (made JSON-safe by
-    `to_jsonable`). Content that is JSON already is dumped as is, at C speed: the walk
-    only runs when plain `json.dumps` refuses something."""
+    """Compact JSON that also accepts dates, decimals, bytes and NaN (made JSON-safe as
+    `to_jsonable` does). One pass at C speed converts the odd date or decimal through
+    `json_default`; the whole walk runs only when a non-finite float (or a key json
+    cannot write) is somewhere."""
 
     def render(self, content: Any) -> bytes:
         try:
             text = _dumps(content)
-        except (TypeError, ValueError):  # a date, decimal, bytes, set or NaN somewhere
+        except (TypeError, ValueError):  # NaN / infinity, or an unusual dict key
             text = _dumps(to_jsonable(content))
         return text.encode("utf-8")
 
 
 def _dumps(content: Any) -> str:
-    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=json_default)
 
 
 # ---------------------------------------------------------------------- errors
@@ -214,7 +215,9 @@ def api_key_auth(
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description=key_description)
     bearer_header = HTTPBearer(auto_error=False, description="The same API key as `Authorization: Bearer <key>`" if key_description else None)
 
-    def authenticated(
+    # async: a key check is a few comparisons, and a sync dependency would cost every
+    # request a hand-off to the worker threads and back before its endpoint starts
+    async def authenticated(
         request: Request,
         api_key: str | None = Security(api_key_header),
         bearer: HTTPAuthorizationCredentials | None = Security(bearer_header),

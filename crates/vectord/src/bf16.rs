@@ -95,6 +95,11 @@ impl PackedWeights {
         assert!(available(), "the bf16 path needs AVX512-BF16");
         assert_eq!(x.len(), rows * self.input);
         let activations = pack_activations(x, rows, self.input);
+        if crate::amx::fits(self.pairs()) {
+            // the same packing, 256 times the multiply-adds per instruction (see `amx`)
+            crate::amx::multiply_add(&self.data, self.pairs(), self.output, &activations, rows, out);
+            return;
+        }
         tiled::multiply_add(self, &activations, self.pairs(), rows, out);
     }
 }
@@ -213,6 +218,7 @@ unsafe fn kernel<const R: usize, const B: usize>(_: Tile) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiled::test_cases::{bias_rows, random_product};
     use proptest::prelude::*;
 
     fn reference(weight: &[f32], x: &[f32], rows: usize, input: usize, output: usize, bias: &[f32]) -> Vec<f32> {
@@ -242,17 +248,40 @@ mod tests {
                 return Ok(());
             }
             let output = blocks * LANES;
-            let mut state = seed | 1;
-            let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
-            let weight: Vec<f32> = (0..input * output).map(|_| next()).collect();
-            let x: Vec<f32> = (0..rows * input).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..output).map(|_| next()).collect();
+            let (weight, x, bias) = random_product(seed, rows, input, output);
             let packed = PackedWeights::pack(&weight, input, output).unwrap();
-            let mut out: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+            let mut out: Vec<f32> = bias_rows(rows, &bias);
             packed.multiply_add(&x, rows, &mut out);
             let expected = reference(&weight, &x, rows, input, output, &bias);
             for (got, want) in out.iter().zip(&expected) {
                 prop_assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()) * input as f32, "{got} vs {want}");
+            }
+        }
+
+        /// Whole tile rows (inputs in multiples of 32), up to three row tiles: the AMX
+        /// product and the AVX-512 one both equal the bf16-rounded reference.
+        #[test]
+        fn the_amx_product_equals_the_bf16_rounded_reference_and_the_avx512_one(
+            rows in 1usize..40,
+            steps in 1usize..4,
+            blocks in 1usize..7,
+            seed in any::<u64>(),
+        ) {
+            if !crate::amx::available() {
+                return Ok(()); // nothing to check on a CPU (or OS) without AMX
+            }
+            let (input, output) = (steps * 32, blocks * LANES);
+            let (weight, x, bias) = random_product(seed, rows, input, output);
+            let packed = PackedWeights::pack(&weight, input, output).unwrap();
+            let activations = pack_activations(&x, rows, input);
+            let mut amx: Vec<f32> = bias_rows(rows, &bias);
+            crate::amx::multiply_add(&packed.data, packed.pairs(), output, &activations, rows, &mut amx);
+            let mut avx512: Vec<f32> = bias_rows(rows, &bias);
+            tiled::multiply_add(&packed, &activations, packed.pairs(), rows, &mut avx512);
+            let expected = reference(&weight, &x, rows, input, output, &bias);
+            for ((a, v), want) in amx.iter().zip(&avx512).zip(&expected) {
+                prop_assert!((a - want).abs() <= 1e-4 * (1.0 + want.abs()) * input as f32, "amx {a} vs {want}");
+                prop_assert!((v - want).abs() <= 1e-4 * (1.0 + want.abs()) * input as f32, "avx512 {v} vs {want}");
             }
         }
 

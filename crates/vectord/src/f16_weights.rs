@@ -159,6 +159,7 @@ unsafe fn kernel<const R: usize, const B: usize>(_: Tile) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tiled::test_cases::{bias_rows, random_product};
     use proptest::prelude::*;
 
     proptest! {
@@ -176,13 +177,9 @@ mod tests {
                 return Ok(()); // nothing to run on this CPU (the encoder never packs here)
             }
             let output = blocks * LANES;
-            let mut state = seed | 1;
-            let mut next = || { state ^= state << 13; state ^= state >> 7; state ^= state << 17; (state % 2001) as f32 / 1000.0 - 1.0 };
-            let weight: Vec<f32> = (0..input * output).map(|_| next()).collect();
-            let x: Vec<f32> = (0..rows * input).map(|_| next()).collect();
-            let bias: Vec<f32> = (0..output).map(|_| next()).collect();
+            let (weight, x, bias) = random_product(seed, rows, input, output);
             let packed = HalfWeights::pack(&weight, input, output).unwrap();
-            let mut out: Vec<f32> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+            let mut out: Vec<f32> = bias_rows(rows, &bias);
             packed.multiply_add(&x, rows, &mut out);
             let round = |v: f32| half::f16::from_f32(v).to_f32() as f64;
             for r in 0..rows {

@@ -3,6 +3,7 @@
 //! - [`embed`]: all-MiniLM-L6-v2 on the CPU (tokenise, batch, mean pooling + L2 norm).
 //! - [`encoder`]: the BERT forward pass: candle weights and GEMMs, fused parallel kernels between.
 //! - [`bf16`]: the encoder's matrix products in bfloat16 on CPUs with AVX512-BF16.
+//! - `amx`: the same products on Intel AMX tiles, where the CPU and the OS allow them.
 //! - [`f16_weights`]: the same with f16 weights and f32 math, for AVX2 CPUs without it.
 //! - [`cache`]: the (model, content hash) -> vector cache, so text is never embedded twice.
 //! - [`chunk`]: splitting long texts into overlapping chunks with stable ids.
@@ -49,6 +50,7 @@ macro_rules! simd_dispatch {
     };
 }
 
+mod amx;
 pub mod bf16;
 pub mod cache;
 pub mod chunk;

@@ -88,3 +88,27 @@ fn sweep<P: TiledProduct>(product: &P, x: &[P::Activation], row_len: usize, rows
         row += tile_rows;
     }
 }
+
+/// Inputs for the packed products' property tests.
+#[cfg(test)]
+pub(crate) mod test_cases {
+    /// W (`output` x `input`), x (`rows` x `input`) and a bias, values in [-1, 1] from `seed`.
+    pub(crate) fn random_product(seed: u64, rows: usize, input: usize, output: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let mut state = seed | 1;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2001) as f32 / 1000.0 - 1.0
+        };
+        let weight = (0..input * output).map(|_| next()).collect();
+        let x = (0..rows * input).map(|_| next()).collect();
+        let bias = (0..output).map(|_| next()).collect();
+        (weight, x, bias)
+    }
+
+    /// The output buffer a product starts from: `bias` on each of `rows` rows.
+    pub(crate) fn bias_rows(rows: usize, bias: &[f32]) -> Vec<f32> {
+        (0..rows).flat_map(|_| bias.iter().copied()).collect()
+    }
+}

@@ -36,7 +36,7 @@ authenticated = api_key_auth(
 )
 
 
-def may_write(key: ApiKey = Depends(authenticated)) -> ApiKey:
+async def may_write(key: ApiKey = Depends(authenticated)) -> ApiKey:
     """Dependency for mutations: the caller's key, if its role may change data."""
     if not key.can_write:
         raise ApiError(403, "Forbidden", f"API key {key.name!r} has the read-only role {key.role!r}")

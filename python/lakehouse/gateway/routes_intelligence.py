@@ -33,6 +33,11 @@ class HybridRequest(BaseModel):
     lon: float | None = None
     sql_filter: str | None = Field(default=None, description="extra SQL boolean expression over the workers table (read-only)")
     exclude_worker_ids: list[str] = Field(default_factory=list)
+    booked_between: list[str] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="[first day, last day] of a shift (YYYY-MM-DD): workers that `bookings_dataset` books for an "
+                    "overlapping shift are left out and listed under `bookings.excluded`")
+    bookings_dataset: str = Field(default="placements", description="placements: worker_id, start_date, end_date, outcome")
     columns: list[str] = Field(default_factory=list, description="dataset columns to return with each source besides the ranking ones")
     use_playbook_memory: bool = True
     playbook_memory_k: int = Field(default=200, ge=1, le=10_000)
@@ -85,10 +90,13 @@ def _reading(request: Request, *parts: str):
 
 
 @router.post("/vectors/hybrid", summary="SQL filter + semantic rank + playbook boost, explained")
-def hybrid(body: HybridRequest, request: Request) -> SafeJSONResponse:
-    parts = ("playbooks",) if body.use_playbook_memory else ()
-    with _reading(request, *parts).read() as lake:
-        return SafeJSONResponse(hybrid_search(lake, HybridQuery(**body.model_dump())))
+async def hybrid(body: HybridRequest, request: Request) -> SafeJSONResponse:
+    def search() -> SafeJSONResponse:  # the answer is rendered on the worker thread too
+        parts = ("playbooks",) if body.use_playbook_memory else ()
+        with _reading(request, *parts).read() as lake:
+            return SafeJSONResponse(hybrid_search(lake, HybridQuery(**body.model_dump())))
+
+    return await gateway_state(request).run_search(search)
 
 
 @router.post("/vectors/playbook_memory/seed", summary="Record a sealed fill (ADD, UPDATE or NOOP)")

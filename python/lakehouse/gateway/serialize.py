@@ -42,6 +42,15 @@ def to_jsonable(value: Any) -> Any:
     return str(value)
 
 
+def json_default(value: Any) -> Any:
+    """The `default` hook of `json.dumps`: what `to_jsonable` makes of a value json cannot
+    write (a date, decimal, bytes, set, ...), so one pass renders content that holds a
+    few. Only non-finite floats still need the full `to_jsonable` walk."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    return to_jsonable(value)
+
+
 def _already_jsonable(arrow_type: pa.DataType) -> bool:
     # Most columns are ints and strings: skip the per-value walk for them.
     return (

@@ -7,13 +7,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
 
 from lakehouse.config import Config
 from lakehouse.gateway.uploads import QUARANTINE_DIR, UPLOADS_DIR
 from lakehouse.lakehouse import Lakehouse
+
+
+T = TypeVar("T")
 
 
 class ReadWriteLock:
@@ -224,6 +229,13 @@ class GatewayState:
     config: Config
     data_path: Path
     started_at: float = field(default_factory=time.monotonic)
+    _search_slots: anyio.CapacityLimiter | None = field(default=None, repr=False)
+
+    async def run_search(self, fn: Callable[[], T]) -> T:
+        """`fn()` on a worker thread, at most `[gateway] search_threads` at once."""
+        if self._search_slots is None:  # made on the event loop, as anyio requires
+            self._search_slots = anyio.CapacityLimiter(max(1, self.config.gateway.search_threads))
+        return await anyio.to_thread.run_sync(fn, limiter=self._search_slots)
 
     @property
     def uploads_dir(self) -> Path:

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any, Callable
 
 import pyarrow as pa
@@ -34,6 +35,8 @@ DETAIL_COLUMNS = ("name", "role", "city", "state", "reliability", "availability"
 SPELLINGS_MAX_DISTINCT = 50_000
 #: filters whose candidate ids are kept in memory (per data directory, least recently used out)
 CANDIDATE_SETS_KEPT = 64
+#: placement outcomes that do not hold the worker for the shift
+FREE_OUTCOMES = ("no_show", "terminated", "cancelled", "canceled")
 
 
 @dataclass
@@ -61,6 +64,10 @@ class HybridQuery:
     dataset: str = "workers"
     #: judge playbook ages and validity at this date (YYYY-MM-DD; default today)
     today: str | None = None
+    #: (start, end), YYYY-MM-DD: leave out the workers that `bookings_dataset` books for a
+    #: shift overlapping those days (see `_booked_ids`); they are listed in the answer
+    booked_between: tuple[str, str] | None = None
+    bookings_dataset: str = "placements"
 
 
 def _haversine_miles_sql(lat: float, lon: float) -> str:
@@ -271,6 +278,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         raise InvalidInput("query text is empty")
     if q.k < 1:
         raise InvalidInput("k must be at least 1")
+    window = _booking_window(q.booked_between) if q.booked_between else None
     timings: dict[str, float] = {}
     started = time.perf_counter()
     manifest = lake.dataset(q.dataset)
@@ -299,7 +307,8 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
     # Kept as Arrow: the vector search and the boost key it in the core, with no Python
     # string per candidate (a broad filter keeps tens of thousands).
     select = f"SELECT CAST(worker_id AS VARCHAR) AS worker_id FROM {table}" + (f" WHERE {' AND '.join(where)}" if where else "")
-    if not where and not q.exclude_worker_ids:
+    bookings = None
+    if not where and not q.exclude_worker_ids and window is None:
         id_column, reused = None, False  # the whole index: no candidate list to build
         sql_matches = int(lake.sql(f"SELECT count(*) AS n FROM {table}")["n"][0].as_py())
     else:
@@ -314,11 +323,16 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         else:
             id_column, reused = _CANDIDATES.get((str(lake.path), q.dataset, version, select), read)
         id_column = _without(id_column, q.exclude_worker_ids)
-        sql_matches = len(id_column)
     timings["sql_ms"] = (time.perf_counter() - t) * 1000
+    if window is not None:
+        t = time.perf_counter()
+        id_column, bookings = _unbooked(lake, q.bookings_dataset, window, id_column)
+        timings["bookings_ms"] = (time.perf_counter() - t) * 1000
+    if id_column is not None:
+        sql_matches = len(id_column)
     if sql_matches == 0:
         embedding.cancel()
-        return _empty(q, timings, started)
+        return {**_empty(q, timings, started), **({"bookings": bookings} if bookings else {})}
 
     # 2. Semantic rank within the candidates.
     t = time.perf_counter()
@@ -367,8 +381,108 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
         "unindexed_searched": semantic["unindexed_searched"],
         "playbook_boost": boost_line,
         "playbook": diagnostics,
+        **({"bookings": bookings} if bookings else {}),
         "latency_ms": {k: round(v, 3) for k, v in timings.items()},
     }
+
+
+def _booked_ids(lake: Lakehouse, dataset: str, start: str, end: str) -> pa.Array:
+    """Worker ids (as text) that `dataset` books for a shift overlapping [start, end]: a
+    placement whose end date is not before `start` (or is open) and whose start date is
+    not after `end`, unless its outcome frees the worker (`FREE_OUTCOMES`).
+
+    Contracts are staffed ahead: a shift that starts today or later can only overlap a
+    placement still open today, and those are few (most placements ended long ago). They
+    are read once per dataset version and day, and each shift is tested against them in
+    memory (1.9 ms of SQL per shift before, on 250K placements). A shift in the past runs
+    the whole query."""
+    manifest = lake.dataset(dataset)
+    version = (str(manifest.get("id")), int(manifest.get("version", 0)))
+    today = date.today().isoformat()
+    if start < today:
+        select = _bookings_sql(dataset, start, end)
+        ids, _ = _CANDIDATES.get((str(lake.path), dataset, version, select), lambda: lake.sql(select)["worker_id"].combine_chunks())
+        return ids
+    open_now = _OPEN_BOOKINGS.get(lake, dataset, version, today)
+    if not open_now.num_rows:
+        return pa.array([], pa.string())
+    first, last = (pa.scalar(date.fromisoformat(day), pa.date32()) for day in (start, end))
+    overlaps = pc.and_kleene(
+        pc.or_kleene(pc.is_null(open_now["end_date"]), pc.greater_equal(open_now["end_date"], first)),
+        pc.less_equal(open_now["start_date"], last))
+    return pc.unique(open_now["worker_id"].filter(pc.fill_null(overlaps, False)))
+
+
+def _bookings_sql(dataset: str, start: str, end: str | None, columns: str = "DISTINCT CAST(worker_id AS VARCHAR) AS worker_id") -> str:
+    """Placements holding their worker on some day of [start, end] (`end` None: any day
+    from `start` on). The end date goes first: most placements ended long ago, and the
+    engine tests later clauses only on the rows that passed."""
+    from lakehouse.lakehouse import quote_ident, sql_literal
+
+    return (
+        f"SELECT {columns} FROM {quote_ident(dataset)} "
+        f"WHERE (end_date IS NULL OR end_date >= CAST({sql_literal(start)} AS DATE)) "
+        + (f"AND start_date <= CAST({sql_literal(end)} AS DATE) " if end is not None else "")
+        + f"AND lower(coalesce(outcome, '')) NOT IN ({', '.join(sql_literal(o) for o in FREE_OUTCOMES)})"
+    )
+
+
+class _OpenBookings:
+    """Per bookings dataset: its placements still open on a given day (worker id as text,
+    start and end as dates), for the latest version and day asked."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: dict[tuple[str, str], tuple[tuple[tuple[str, int], str], pa.Table]] = {}
+
+    def get(self, lake: Lakehouse, dataset: str, version: tuple[str, int], today: str) -> pa.Table:
+        key, stamp = (str(lake.path), dataset), (version, today)
+        with self._lock:
+            hit = self._tables.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        columns = ("CAST(worker_id AS VARCHAR) AS worker_id, CAST(start_date AS DATE) AS start_date, "
+                   "CAST(end_date AS DATE) AS end_date")
+        table = lake.sql(_bookings_sql(dataset, today, None, columns))
+        with self._lock:
+            self._tables[key] = (stamp, table)
+        return table
+
+
+_OPEN_BOOKINGS = _OpenBookings()
+
+
+def _unbooked(lake: Lakehouse, dataset: str, window: tuple[str, str], ids: pa.Array) -> tuple[pa.Array, dict[str, Any]]:
+    """`ids` less the workers `dataset` books for a shift overlapping `window`, and what
+    was left out: the booked candidates themselves (booked workers the filter would not
+    have found are no news to the recruiter), or why the bookings could not be read. A
+    data directory without a bookings dataset, or with one that lacks the columns, is a
+    normal state: nothing is left out and the answer says so."""
+    from lakehouse.errors import LakehouseError
+
+    try:
+        booked = _booked_ids(lake, dataset, *window)
+    except LakehouseError as exc:
+        return ids, {"excluded": [], "note": f"{dataset} dataset not consulted: {exc}"}
+    if not len(booked) or not len(ids):
+        return ids, {"excluded": [], "note": None}
+    held = pc.is_in(ids, value_set=booked.cast(ids.type))
+    return ids.filter(pc.invert(held)), {"excluded": ids.filter(held).to_pylist(), "note": None}
+
+
+def _booking_window(days: tuple[str, str] | list[str]) -> tuple[str, str]:
+    """`booked_between` as two ISO days, first <= last (InvalidInput otherwise)."""
+    if len(days) != 2:
+        raise InvalidInput(f"booked_between is [first day, last day], not {list(days)!r}")
+    parsed = []
+    for value, what in zip(days, ("first", "last")):
+        try:
+            parsed.append(date.fromisoformat(str(value).strip()[:10]).isoformat())
+        except ValueError as exc:
+            raise InvalidInput(f"booked_between: the {what} day must be a date YYYY-MM-DD, not {value!r}") from exc
+    if parsed[1] < parsed[0]:
+        raise InvalidInput(f"booked_between ends ({parsed[1]}) before it starts ({parsed[0]})")
+    return parsed[0], parsed[1]
 
 
 def _without(ids: pa.Array, excluded: list[str]) -> pa.Array:

@@ -191,6 +191,7 @@ class VectorIndexes:
         self._load_lock = threading.RLock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._pending_cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._definitions: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         #: taken around every call into the facade; the gateway swaps in its own lock so
         #: long embedding work runs outside it while reads and commits stay serialised
         self.facade_lock: Any = threading.RLock()
@@ -234,6 +235,21 @@ class VectorIndexes:
         if not path.is_file():
             raise NotFound(f"no vector index named {name!r}; create one with POST /vectors/index")
         return json.loads(path.read_text())
+
+    def _definition_for_search(self, name: str) -> dict[str, Any]:
+        """`definition(name)` for the search path, which only reads it: parsed again only
+        when the file changed (every search asks; most never see it change)."""
+        path = self._dir(name) / "definition.json"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return self.definition(name)  # raises NotFound with the hint
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._definitions.get(name)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, self.definition(name))
+            self._definitions[name] = cached
+        return cached[1]
 
     def names(self) -> list[str]:
         return sorted(p.parent.name for p in self.root.glob("*/definition.json"))
@@ -610,7 +626,7 @@ class VectorIndexes:
 
     def _unindexed(self, name: str, loaded: LoadedVersion, doc_ids: list[str] | pa.Array | pa.ChunkedArray | None):
         """(doc ids, vectors) of dataset rows the active version does not hold yet."""
-        definition = self.definition(name)
+        definition = self._definition_for_search(name)
         with self.facade_read_lock or self.facade_lock:
             manifest = self._lake._catalog.get_live(definition["dataset"]) or {}
         if not manifest.get("embeddings_stale"):
