@@ -144,8 +144,11 @@ mod tests {
         scored.into_iter().take(k).map(|(key, _)| key).collect()
     }
 
-    /// Enough queries that recall is measured over at least this many results.
-    const RESULTS_PER_CASE: usize = 400;
+    /// Enough queries that recall is measured over at least this many results. Recall is
+    /// a mean, and a small sample misses its true value: at 400 results one case measured
+    /// 514/520 (0.988) in CI. Over 60 seeds x {50 %, 100 %} x k in {5, 15, 26, 29} with
+    /// ~1000 results each, the worst case measured 0.994 and the median 1.0.
+    const RESULTS_PER_CASE: usize = 2000;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(12))]
@@ -252,3 +255,4 @@ mod tests {
         assert!(agree as f64 >= 0.98 * (40 * k) as f64, "recall {agree}/{}", 40 * k);
     }
 }
+
