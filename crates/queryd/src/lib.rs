@@ -52,7 +52,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     tables: Mutex<HashMap<String, Registered>>,
     cache: cache::HotCache,
-    /// (table, key column) -> the key index of the pinned table at a version.
+    /// (dataset, indexed column names joined by U+001F) -> (table version, its index)
     key_indexes: Mutex<HashMap<(String, String), (i64, Arc<KeyIndex>)>>,
     last_rescue_used: AtomicBool,
 }
@@ -174,10 +174,13 @@ impl QueryEngine {
         self.promote_hot_tables(&BTreeSet::from([dataset.to_string()])).await?;
         let wanted: Vec<&str> = keys.iter().map(String::as_str).collect();
         let found = match self.cache.pinned(dataset, reg.version) {
-            Some(pinned) => self.key_index(dataset, key_column, &pinned)?.take(&pinned.schema, &wanted, columns, equal)?,
+            Some(pinned) => {
+                let indexed = lookup::index_columns(&pinned.schema, key_column, keys.len(), equal);
+                self.key_index(dataset, &indexed, &pinned)?.take(&pinned.schema, &wanted, columns, equal)?
+            }
             None => {
                 let (schema, batches) = self.rows_with_keys(&reg, key_column, keys, columns, equal).await?;
-                KeyIndex::build(batches.into(), &schema, key_column)?.take(&schema, &wanted, columns, equal)?
+                KeyIndex::build(batches.into(), &schema, &[key_column])?.take(&schema, &wanted, columns, equal)?
             }
         };
         self.last_rescue_used.store(reg.rescue_used, Ordering::Relaxed);
@@ -185,16 +188,18 @@ impl QueryEngine {
         Ok(QueryResult { schema, batches, rescue_used: reg.rescue_used })
     }
 
-    /// The key index of a pinned table, built on first use at each version.
-    fn key_index(&self, dataset: &str, key_column: &str, pinned: &cache::Pinned) -> Result<Arc<KeyIndex>> {
-        let slot = (dataset.to_string(), key_column.to_string());
+    /// The index of a pinned table over `columns` (one, or a compound key), built on
+    /// first use at each version.
+    fn key_index(&self, dataset: &str, columns: &[String], pinned: &cache::Pinned) -> Result<Arc<KeyIndex>> {
+        let slot = (dataset.to_string(), columns.join("\u{1f}"));
         if let Some((version, index)) = self.key_indexes.lock().expect("key indexes").get(&slot) {
             if *version == pinned.version {
                 return Ok(index.clone());
             }
         }
         // Built outside the lock (~100 ms at 500K rows); two first lookups may both build.
-        let index = Arc::new(KeyIndex::build(pinned.batches.clone(), &pinned.schema, key_column)?);
+        let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let index = Arc::new(KeyIndex::build(pinned.batches.clone(), &pinned.schema, &names)?);
         self.key_indexes.lock().expect("key indexes").insert(slot, (pinned.version, index.clone()));
         Ok(index)
     }
