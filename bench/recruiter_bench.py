@@ -37,9 +37,11 @@ Records
 - `concurrency` / `match_20_clients` (p95_ms): the gateway (`python -m lakehouse.cli serve`)
   and the recruiter API (`python -m mcp_server`) run as two uvicorn subprocesses on free
   loopback ports, the way systemd runs them; 20 client threads (one keep-alive
-  connection each) send `POST /match` back to back (closed loop, no think time) for
-  contracts drawn from the workers' own (role, city, state) mix. Reported: p95, p50,
-  errors (non-200 or exception; must be 0), throughput, and the gateway's stage medians.
+  connection each, on the standard library's http.client: see `LoadClient`) send
+  `POST /match` back to back (closed loop, no think time) for contracts drawn from the
+  workers' own (role, city, state) mix. Reported: p95, p50, errors (non-200 or
+  exception; must be 0), throughput, the gateway's stage medians, and the CPU each
+  process spent per request (the gateway, the recruiter API, and this load generator).
   Target p95 <= 100 ms with no errors. Extras `paced`: the same 20 clients as recruiters
   who pause before each request (exponential think time, mean 1 s), p50 / p95 / errors.
 
@@ -81,9 +83,11 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
+import http.client
 import json
 import os
 import random
+import resource
 import shutil
 import socket
 import subprocess
@@ -91,6 +95,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -681,20 +686,58 @@ def _contracts(sample: Sample, n: int, rng: random.Random) -> list[dict[str, Any
     return out
 
 
-def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) -> dict[str, Any]:
-    import httpx
+class LoadClient:
+    """One recruiter's keep-alive connection, on the standard library's http.client.
 
+    The load generator shares the machine's 2 cores with both services, so what it costs
+    per request is taken from them: httpx spent ~0.7 ms of CPU per /match here, this
+    ~0.2 ms (bench runs of session 10). A request that meets a connection the server
+    closed is sent once more on a new one (/match only reads)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], timeout_s: float):
+        parts = urllib.parse.urlsplit(base_url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._headers = {**headers, "Content-Type": "application/json"}
+        self._timeout_s = timeout_s
+        self._conn: http.client.HTTPConnection | None = None
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        data = json.dumps(body).encode()
+        for attempt in (1, 2):
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(*self._address, timeout=self._timeout_s)
+            try:
+                self._conn.request("POST", path, body=data, headers=self._headers)
+                response = self._conn.getresponse()
+                return response.status, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) -> dict[str, Any]:
     rng = random.Random(seed + 11)
     n = sizes.clients
     with servers(run_dir) as (mcp_url, procs):
-        clients = [httpx.Client(base_url=mcp_url, headers=RECRUITER, timeout=120, trust_env=False) for _ in range(n)]
+        clients = [LoadClient(mcp_url, RECRUITER, timeout_s=120) for _ in range(n)]
         try:
-            def one(client: httpx.Client, body: dict[str, Any]) -> tuple[float, int | str, dict[str, Any] | None]:
+            def one(client: LoadClient, body: dict[str, Any]) -> tuple[float, int | str, dict[str, Any] | None]:
                 t = time.perf_counter()
                 try:
-                    r = client.post("/match", json=body)
-                    status: int | str = r.status_code
-                    answer = r.json() if r.status_code == 200 else None
+                    status, raw = client.post("/match", body)
+                    answer = json.loads(raw) if status == 200 else None
                 except Exception as exc:  # noqa: BLE001 - counted as an error
                     status, answer = type(exc).__name__, None
                 return (time.perf_counter() - t) * 1000, status, answer
@@ -726,9 +769,10 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
                 return [r for rs in results for r in rs], time.perf_counter() - t
 
             burst(1)  # warm every connection and both servers' thread pools (not counted)
-            cpu_before = [_cpu_seconds(proc.pid) for proc in procs]
+            cpu_before = [_cpu_seconds(proc.pid) for proc in procs] + [_own_cpu_seconds()]
             results, wall = burst(sizes.requests_per_client)
-            cpu_ms = [(_cpu_seconds(proc.pid) - before) * 1000 / len(results) for proc, before in zip(procs, cpu_before)]
+            cpu_after = [_cpu_seconds(proc.pid) for proc in procs] + [_own_cpu_seconds()]
+            cpu_ms = [(after - before) * 1000 / len(results) for before, after in zip(cpu_before, cpu_after)]
             # the same 20 clients as recruiters: a think time (exponential, mean THINK_S) before each request
             paced, paced_wall = burst(sizes.paced_requests_per_client, THINK_S)
         finally:
@@ -744,11 +788,12 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
         p50_ms=p50(latencies), max_ms=max(latencies), errors=len(errors), error_kinds=dict(Counter(map(str, errors))),
         throughput_rps=len(results) / wall, clients=n, requests_per_client=sizes.requests_per_client,
         closed_loop=True, server_latency_p50_ms=_stage_medians(answers),
-        cpu_ms_per_request={"gateway": round(cpu_ms[0], 2), "recruiter_api": round(cpu_ms[1], 2)},
+        cpu_ms_per_request={"gateway": round(cpu_ms[0], 2), "recruiter_api": round(cpu_ms[1], 2),
+                            "load_generator": round(cpu_ms[2], 2)},
         paced={"think_s_mean": THINK_S, "requests": len(paced), "p50_ms": p50(paced_latencies), "p95_ms": p95(paced_latencies),
                "max_ms": max(paced_latencies), "errors": len(paced_errors), "throughput_rps": len(paced) / paced_wall,
                "server_latency_p50_ms": _stage_medians([r[2] for r in paced if r[2]])},
-        wiring="20 threads x keep-alive httpx -> recruiter API (uvicorn subprocess) -> gateway (uvicorn subprocess)",
+        wiring="20 threads x keep-alive http.client -> recruiter API (uvicorn subprocess) -> gateway (uvicorn subprocess)",
     )
 
 

@@ -74,12 +74,16 @@ impl KeyIndex {
         let texts = text_views(&columns);
         // Walk backwards so each chain lists its rows in table order.
         for (batch, views) in texts.iter().enumerate().rev() {
-            for row in (0..batches[batch].num_rows()).rev() {
-                let Some(values) = views.iter().map(|t| t.value(row)).collect::<Option<Vec<&str>>>() else {
-                    continue;
-                };
+            'rows: for row in (0..batches[batch].num_rows()).rev() {
+                let mut state = hasher.build_hasher(); // as `hash_values`, without collecting the values
+                for view in views {
+                    match view.value(row) {
+                        Some(value) => value.hash(&mut state),
+                        None => continue 'rows,
+                    }
+                }
                 let global = starts[batch] + row as u32;
-                let head = first.entry(hash_values(&hasher, &values)).or_insert(END);
+                let head = first.entry(state.finish()).or_insert(END);
                 next[global as usize] = *head;
                 *head = global;
             }

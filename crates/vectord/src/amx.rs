@@ -125,7 +125,7 @@ pub(crate) fn multiply_add(weights: &[u16], pairs: usize, output: usize, x: &[u3
     let groups = blocks.div_ceil(BLOCKS_PER_TASK);
     let row_tiles = rows.div_ceil(TILE_ROWS);
     let target = SharedOut(out.as_mut_ptr());
-    (0..row_tiles * groups).into_par_iter().for_each(|task| {
+    (0..row_tiles * groups).into_par_iter().with_min_len(crate::parallel::min_len()).for_each(|task| {
         let (row_tile, group) = (task / groups, task % groups);
         let first_row = row_tile * TILE_ROWS;
         let tile_rows = TILE_ROWS.min(rows - first_row);

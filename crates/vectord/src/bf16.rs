@@ -127,7 +127,7 @@ impl TiledProduct for PackedWeights {
 fn pack_activations(x: &[f32], rows: usize, input: usize) -> Vec<u32> {
     let pairs = input.div_ceil(2);
     let mut packed = vec![0u32; rows * pairs];
-    packed.par_chunks_mut(pairs * 64).zip(x.par_chunks(input * 64)).for_each(|(dst, src)| pack_rows(dst, src, input));
+    packed.par_chunks_mut(pairs * 64).zip(x.par_chunks(input * 64)).with_min_len(crate::parallel::min_len()).for_each(|(dst, src)| pack_rows(dst, src, input));
     packed
 }
 

@@ -18,6 +18,10 @@ pub const MAX_TOKENS: usize = 256;
 /// few enough that a batch's activations (about 10 KiB a token) stay in cache-friendly
 /// sizes. A batch never splits a text.
 const BATCH_TOKENS: usize = 4096;
+/// Inputs of at most this many tokens (a query, a few short texts) run on the calling
+/// thread alone: spread over cores, their many tiny steps cost more CPU than they save
+/// time (see `parallel.rs`).
+const ONE_CORE_TOKENS: usize = 64;
 
 pub struct MiniLmEmbedder {
     encoder: Encoder,
@@ -74,17 +78,20 @@ impl MiniLmEmbedder {
 
     /// Embed `texts`; returns `texts.len() * dim` floats, row-major, each row unit length.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<f32>> {
-        // The whole call runs on a rayon worker. Called from outside the pool (a server or
-        // Python thread), each of the ~60 parallel steps of a forward pass would be handed
-        // to the pool and waited for, one cross-thread wake-up each; on a worker they are
-        // plain forks, and a lone short query stays on one core unless another is idle.
-        rayon::scope(|_| self.embed_on_pool(texts))
-    }
-
-    fn embed_on_pool(&self, texts: &[&str]) -> Result<Vec<f32>> {
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| model_error("tokenize", e))?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
-        let mut out = Vec::with_capacity(texts.len() * self.dim);
+        if ids.iter().map(|t| t.len()).sum::<usize>() <= ONE_CORE_TOKENS {
+            return Ok(crate::parallel::on_one_core(|| self.encode(&ids)));
+        }
+        // A batch runs on a rayon worker. Called from outside the pool (a server or Python
+        // thread), each of the ~60 parallel steps of a forward pass would be handed to the
+        // pool and waited for, one cross-thread wake-up each; on a worker they are forks.
+        Ok(rayon::scope(|_| self.encode(&ids)))
+    }
+
+    /// Token ids -> unit vectors, in forward passes of up to `BATCH_TOKENS` tokens.
+    fn encode(&self, ids: &[&[u32]]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(ids.len() * self.dim);
         let mut start = 0;
         while start < ids.len() {
             let mut end = start + 1;
@@ -96,7 +103,7 @@ impl MiniLmEmbedder {
             out.extend(self.encoder.embed(&ids[start..end]));
             start = end;
         }
-        Ok(out)
+        out
     }
 }
 

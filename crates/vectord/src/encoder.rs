@@ -18,6 +18,7 @@ use gemm::Parallelism;
 
 use crate::bf16::PackedWeights;
 use crate::f16_weights::HalfWeights;
+use crate::parallel;
 use rayon::prelude::*;
 
 /// Token rows per parallel task in the row-wise kernels (LayerNorm).
@@ -203,7 +204,7 @@ impl Dense {
             return out;
         }
         let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+        let parallelism = if threads > 1 && !parallel::one_core() { Parallelism::Rayon(threads) } else { Parallelism::None };
         // SAFETY: every pointer/stride pair describes a live buffer of the stated shape:
         // out is rows x output (row stride output), x is rows x input (row stride input),
         // and Wᵀ is read from W (output x input) by swapping its strides.
@@ -252,6 +253,7 @@ fn few_rows_product(x: &[f32], rows: usize, weight: &[f32], input: usize, output
         .step_by(COLUMNS_PER_TASK)
         .collect::<Vec<_>>()
         .into_par_iter()
+        .with_min_len(parallel::min_len())
         .map(|first| {
             let last = (first + COLUMNS_PER_TASK).min(output);
             (first, dot_weight_rows(x, rows, &weight[first * input..last * input], input))
@@ -331,12 +333,13 @@ impl Norm {
         let block = width * ROWS_PER_TASK;
         x.par_chunks_mut(block)
             .zip(residual.par_chunks(block))
+            .with_min_len(parallel::min_len())
             .for_each(|(rows, residuals)| add_and_normalize_rows(rows, residuals, &self.gamma, &self.beta, eps));
     }
 
     /// x = LayerNorm(x), row by row, in place.
     fn normalize(&self, x: &mut [f32], eps: f32) {
-        x.par_chunks_mut(self.gamma.len() * ROWS_PER_TASK).for_each(|rows| normalize_rows(rows, &self.gamma, &self.beta, eps));
+        x.par_chunks_mut(self.gamma.len() * ROWS_PER_TASK).with_min_len(parallel::min_len()).for_each(|rows| normalize_rows(rows, &self.gamma, &self.beta, eps));
     }
 }
 
@@ -367,7 +370,7 @@ fn normalize_rows_portable(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f
 /// GELU with erf (what BERT was trained with, not the tanh shortcut), in place, on all
 /// cores.
 fn gelu(x: &mut [f32]) {
-    x.par_chunks_mut(4096).for_each(gelu_chunk);
+    x.par_chunks_mut(4096).with_min_len(parallel::min_len()).for_each(gelu_chunk);
 }
 
 simd_dispatch!(fn gelu_chunk(chunk: &mut [f32]) => gelu_portable);
@@ -557,7 +560,7 @@ impl Encoder {
             rest = tail;
             start += len;
         }
-        parts.into_par_iter().zip(lengths.par_iter()).for_each(|((start, out), &len)| {
+        parts.into_par_iter().zip(lengths.par_iter()).with_min_len(parallel::min_len()).for_each(|((start, out), &len)| {
             let rows = &qkv[start * 3 * hidden..(start + len) * 3 * hidden];
             attend(rows, out, len, shape);
         });

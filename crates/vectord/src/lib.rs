@@ -65,6 +65,7 @@ pub mod playbook;
 pub mod registry;
 pub mod rows;
 pub mod segment;
+mod parallel;
 mod tiled;
 
 pub use cache::{CachedEmbedder, EmbedStats, EmbeddingCache};

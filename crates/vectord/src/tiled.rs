@@ -10,7 +10,7 @@
 
 use rayon::prelude::*;
 
-use crate::SharedOut;
+use crate::{parallel, SharedOut};
 
 /// Rows per tile (the micro-kernels are instantiated for 1..=6).
 pub(crate) const TILE_ROWS: usize = 6;
@@ -62,9 +62,9 @@ pub(crate) fn multiply_add<P: TiledProduct>(product: &P, x: &[P::Activation], ro
     let groups = output.div_ceil(P::LANES * P::TILE_BLOCKS);
     if rows <= ROWS_PER_TASK {
         let target = SharedOut(out.as_mut_ptr());
-        (0..groups).into_par_iter().for_each(|group| sweep(product, x, row_len, rows, target, group));
+        (0..groups).into_par_iter().with_min_len(parallel::min_len()).for_each(|group| sweep(product, x, row_len, rows, target, group));
     } else {
-        out.par_chunks_mut(ROWS_PER_TASK * output).zip(x.par_chunks(ROWS_PER_TASK * row_len)).for_each(|(out, x)| {
+        out.par_chunks_mut(ROWS_PER_TASK * output).zip(x.par_chunks(ROWS_PER_TASK * row_len)).with_min_len(parallel::min_len()).for_each(|(out, x)| {
             let target = SharedOut(out.as_mut_ptr());
             (0..groups).for_each(|group| sweep(product, x, row_len, x.len() / row_len, target, group));
         });
