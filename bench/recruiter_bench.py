@@ -43,7 +43,10 @@ Records
   exception; must be 0), throughput, the gateway's stage medians, and the CPU each
   process spent per request (the gateway, the recruiter API, and this load generator).
   Target p95 <= 100 ms with no errors. Extras `paced`: the same 20 clients as recruiters
-  who pause before each request (exponential think time, mean 1 s), p50 / p95 / errors.
+  who pause before each request (exponential think time, mean 1 s), p50 / p95 / errors;
+  `steady`: the same closed loop again for 30 s (quick: 5 s) after everything else, when
+  filters and query texts seen before come from memory (the 20 x 20 measured burst is
+  almost all new contracts: new filters, new query texts to embed).
 
 Data, and how 500K profiles get embeddings without 30 minutes of model time
 - Workers, clients, job orders and placements come from `lakehouse.demo_data.generate`
@@ -136,12 +139,13 @@ class Sizes:
     clients: int
     requests_per_client: int  # closed loop: back to back
     paced_requests_per_client: int  # with a think time before each
+    steady_s: float  # closed loop again, for this long, after the others (extra `steady`)
 
 
 FULL = Sizes(workers=500_000, playbooks=100_000, hybrid_queries=300, cached_queries=150, boost_queries=60, boost_reps=5,
-             memory_calls=60, clients=20, requests_per_client=20, paced_requests_per_client=10)
+             memory_calls=60, clients=20, requests_per_client=20, paced_requests_per_client=10, steady_s=30)
 QUICK = Sizes(workers=50_000, playbooks=100_000, hybrid_queries=90, cached_queries=45, boost_queries=30, boost_reps=3,
-              memory_calls=24, clients=20, requests_per_client=6, paced_requests_per_client=4)
+              memory_calls=24, clients=20, requests_per_client=6, paced_requests_per_client=4, steady_s=5)
 
 
 # ---------------------------------------------------------------------- records (bench/run's shape)
@@ -747,7 +751,10 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
                 if status != 200:
                     raise RuntimeError(f"warm-up /match -> {status}; see {run_dir.root / 'mcp_server.log'}")
 
-            def burst(per_client: int, think_s: float = 0.0) -> tuple[list[tuple[float, int | str, dict[str, Any] | None]], float]:
+            def burst(per_client: int, think_s: float = 0.0, *, until_s: float | None = None
+                      ) -> tuple[list[tuple[float, int | str, dict[str, Any] | None]], float]:
+                """`per_client` requests from each client, or (`until_s`) as many as they
+                send back to back in that many seconds."""
                 plans = [_contracts(sample, per_client, rng) for _ in range(n)]
                 pauses = [[rng.expovariate(1 / think_s) if think_s else 0.0 for _ in range(per_client)] for _ in range(n)]
                 results: list[list[tuple[float, int | str, dict[str, Any] | None]]] = [[] for _ in range(n)]
@@ -755,6 +762,11 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
 
                 def worker(i: int) -> None:
                     barrier.wait()
+                    if until_s is not None:
+                        own, deadline = random.Random(seed * 1000 + i), time.monotonic() + until_s
+                        while time.monotonic() < deadline:
+                            results[i].append(one(clients[i], _contracts(sample, 1, own)[0]))
+                        return
                     for body, pause in zip(plans[i], pauses[i]):
                         time.sleep(pause)
                         results[i].append(one(clients[i], body))
@@ -775,6 +787,12 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
             cpu_ms = [(after - before) * 1000 / len(results) for before, after in zip(cpu_before, cpu_after)]
             # the same 20 clients as recruiters: a think time (exponential, mean THINK_S) before each request
             paced, paced_wall = burst(sizes.paced_requests_per_client, THINK_S)
+            # and back to back for a while longer: filters, query texts and placements seen
+            # before come from memory, as they do for recruiters working the same contracts
+            steady_cpu_before = [_cpu_seconds(proc.pid) for proc in procs]
+            steady, steady_wall = burst(0, until_s=sizes.steady_s)
+            steady_cpu_ms = [(_cpu_seconds(proc.pid) - before) * 1000 / max(1, len(steady))
+                             for proc, before in zip(procs, steady_cpu_before)]
         finally:
             for c in clients:
                 c.close()
@@ -783,6 +801,7 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
     answers = [r[2] for r in results if r[2]]
     paced_latencies = [r[0] for r in paced]
     paced_errors = [r[1] for r in paced if r[1] != 200]
+    steady_latencies = [r[0] for r in steady]
     return record(
         "concurrency", "match_20_clients", "p95_ms", p95(latencies), rows=len(results),
         p50_ms=p50(latencies), max_ms=max(latencies), errors=len(errors), error_kinds=dict(Counter(map(str, errors))),
@@ -793,6 +812,10 @@ def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) 
         paced={"think_s_mean": THINK_S, "requests": len(paced), "p50_ms": p50(paced_latencies), "p95_ms": p95(paced_latencies),
                "max_ms": max(paced_latencies), "errors": len(paced_errors), "throughput_rps": len(paced) / paced_wall,
                "server_latency_p50_ms": _stage_medians([r[2] for r in paced if r[2]])},
+        steady={"seconds": sizes.steady_s, "requests": len(steady), "p50_ms": p50(steady_latencies),
+                "p95_ms": p95(steady_latencies), "max_ms": max(steady_latencies),
+                "errors": sum(1 for r in steady if r[1] != 200), "throughput_rps": len(steady) / steady_wall,
+                "cpu_ms_per_request": {"gateway": round(steady_cpu_ms[0], 2), "recruiter_api": round(steady_cpu_ms[1], 2)}},
         wiring="20 threads x keep-alive http.client -> recruiter API (uvicorn subprocess) -> gateway (uvicorn subprocess)",
     )
 

@@ -354,7 +354,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
                               candidates=id_column, candidates_only=True, max_citations=MAX_CITATIONS, today=q.today)
         boosts, explained = result.by_worker(), result.explain
         boost_line, diagnostics = result.line, result.diagnostics
-        log.info(boost_line)
+        log.debug(boost_line)  # the answer carries it too; at INFO it was a second log line per search
         missing = _could_enter_top_k(scores, boosts, q.k, full_depth=len(scores) >= depth)
         if missing:  # boosted workers outside the semantic top that could still rank: score them exactly
             for h in lake.vectors.search(q.index, vector, len(missing), doc_ids=missing)["hits"]:
