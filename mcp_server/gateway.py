@@ -38,12 +38,6 @@ class RecruiterGateway(GatewayClient):
         columns = answer["columns"]
         return [dict(zip(columns, row)) for row in answer["rows"]]
 
-    def lookup(self, dataset: str, key: str, keys: list[str], columns: list[str] | None = None) -> list[dict[str, Any]]:
-        """Rows of `dataset` whose `key` column is one of `keys` (as text), in that order."""
-        answer = self._json("POST", "/query/lookup", json={"dataset": dataset, "key": key, "keys": keys, "columns": columns})
-        names = answer["columns"]
-        return [dict(zip(names, row)) for row in answer["rows"]]
-
     def manifest(self, name: str, *, fresh: bool = False) -> dict[str, Any]:
         """The dataset's manifest (columns, `column_tags`, `sensitivity`), cached briefly."""
         now = time.monotonic()

@@ -296,13 +296,13 @@ def filter_lake(tmp_path_factory):
        city=st.sampled_from([None, "Toledo", "toledo", "Akron", "Nashville"]),
        state=st.sampled_from([None, "OH", "oh", "TN"]))
 def test_the_key_index_finds_exactly_the_rows_the_sql_filter_finds(filter_lake: Lakehouse, role, city, state):
-    from lakehouse.intelligence.hybrid import _SPELLINGS, _ids_by_key, _keyable, build_where, equalities
+    from lakehouse.intelligence.hybrid import _ids_by_key, _keyable, _spellings, build_where, equalities
 
     q = HybridQuery(query="welder", role=role, city=city, state=state)
     manifest = filter_lake.dataset("workers")
     version = (str(manifest["id"]), int(manifest["version"]))
     equal = equalities(q, {c["name"] for c in manifest["columns"]},
-                       spellings=lambda column: _SPELLINGS.get(filter_lake, "workers", version, column))
+                       spellings=lambda column: _spellings(filter_lake, "workers", version, column))
     if not _keyable(q, equal):
         assert not any((role, city, state))
         return

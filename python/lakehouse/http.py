@@ -45,14 +45,16 @@ GATEWAY_FAILED_BODY = {"error": "InternalError", "message": "the gateway failed;
 # ---------------------------------------------------------------------- responses
 class SafeJSONResponse(JSONResponse):
     """Compact JSON that also accepts dates, decimals, bytes and NaN (made JSON-safe as
-    `to_jsonable` does). One pass at C speed converts the odd date or decimal through
-    `json_default`; the whole walk runs only when a non-finite float (or a key json
-    cannot write) is somewhere."""
+    `to_jsonable` does). orjson renders it in one pass (~8x faster than the standard
+    library on an 11 KB search answer; odd values go through `json_default`, NaN becomes
+    null). What orjson refuses (an int past 64 bits, a non-text key, a numpy float) gets
+    the standard library's rules, and the whole `to_jsonable` walk only when those
+    refuse too."""
 
     def render(self, content: Any) -> bytes:
-        try:  # orjson: ~8x faster on an 11 KB search answer (12 against 95 us), same JSON
+        try:
             return orjson.dumps(content, default=json_default, option=orjson.OPT_PASSTHROUGH_DATACLASS)
-        except TypeError:  # an int past 64 bits, a non-text key, a numpy float: the standard library's rules
+        except TypeError:
             pass
         try:
             text = _dumps(content)

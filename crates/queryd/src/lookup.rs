@@ -74,16 +74,12 @@ impl KeyIndex {
         let texts = text_views(&columns);
         // Walk backwards so each chain lists its rows in table order.
         for (batch, views) in texts.iter().enumerate().rev() {
-            'rows: for row in (0..batches[batch].num_rows()).rev() {
-                let mut state = hasher.build_hasher(); // as `hash_values`, without collecting the values
-                for view in views {
-                    match view.value(row) {
-                        Some(value) => value.hash(&mut state),
-                        None => continue 'rows,
-                    }
-                }
+            for row in (0..batches[batch].num_rows()).rev() {
+                let Some(hash) = hash_values(&hasher, views.iter().map(|view| view.value(row))) else {
+                    continue;
+                };
                 let global = starts[batch] + row as u32;
-                let head = first.entry(state.finish()).or_insert(END);
+                let head = first.entry(hash).or_insert(END);
                 next[global as usize] = *head;
                 *head = global;
             }
@@ -95,7 +91,8 @@ impl KeyIndex {
     /// (batch, row) of every row whose indexed columns hold `values` (one per column), in
     /// table order.
     fn rows_with(&self, texts: &[Vec<Text<'_>>], values: &[&str], out: &mut Vec<(usize, usize)>) {
-        let mut row = self.first.get(&hash_values(&self.hasher, values)).copied().unwrap_or(END);
+        let hash = hash_values(&self.hasher, values.iter().map(|v| Some(*v))).expect("no NULL among the values asked");
+        let mut row = self.first.get(&hash).copied().unwrap_or(END);
         while row != END {
             let batch = self.starts.partition_point(|&s| s <= row) - 1;
             let local = (row - self.starts[batch]) as usize;
@@ -222,10 +219,14 @@ fn distinct<T: Eq + Hash + Copy>(items: impl Iterator<Item = T>) -> Vec<T> {
     items.filter(|item| seen.insert(*item)).collect()
 }
 
-fn hash_values(hasher: &foldhash::fast::FixedState, values: &[&str]) -> u64 {
+/// The hash of one row's indexed values, or None when one is NULL (such a row is not
+/// indexed: NULL equals nothing). Building and probing both hash through here.
+fn hash_values<'a>(hasher: &foldhash::fast::FixedState, values: impl Iterator<Item = Option<&'a str>>) -> Option<u64> {
     let mut state = hasher.build_hasher();
-    values.iter().for_each(|v| v.hash(&mut state)); // str's Hash ends each value: ("ab", "c") != ("a", "bc")
-    state.finish()
+    for value in values {
+        value?.hash(&mut state); // str's Hash ends each value: ("ab", "c") != ("a", "bc")
+    }
+    Some(state.finish())
 }
 
 /// `array` as text: a text array as it is, any other cast to Utf8.

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from lakehouse.lakehouse import Lakehouse
 
 log = logging.getLogger("lakehouse.hybrid")
+V = TypeVar("V")
 
 #: semantic candidates ranked before the boost is applied, as a multiple of k
 RERANK_DEPTH = 4
@@ -207,39 +208,49 @@ def _id_in(ids: list[str], integer_ids: bool) -> str:
     return f"CAST(worker_id AS VARCHAR) IN ({', '.join(sql_literal(w) for w in ids)})"
 
 
-class _Spellings:
-    """Distinct values of a dataset's filter columns grouped by their engine-side `lower()`,
-    per dataset version (a new version is read again on first use)."""
+class _Stamped(Generic[V]):
+    """One value per key, kept while its stamp holds (a dataset version, a day): a new
+    stamp computes the value again on first use."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str, str], tuple[tuple[str, int], dict[str, list[str]] | None]] = {}
+        self._values: dict[Hashable, tuple[Hashable, V]] = {}
 
-    def get(self, lake: Lakehouse, dataset: str, version: tuple[str, int], column: str) -> dict[str, list[str]] | None:
-        """`version` is (manifest id, table version): a re-created dataset has another id."""
-        from lakehouse.lakehouse import quote_ident
-
-        key = (str(lake.path), dataset, column)
+    def get(self, key: Hashable, stamp: Hashable, compute: Callable[[], V]) -> V:
         with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
+            hit = self._values.get(key)
+        if hit is not None and hit[0] == stamp:
             return hit[1]
+        value = compute()  # outside the lock: two first uses may both compute
+        with self._lock:
+            self._values[key] = (stamp, value)
+        return value
+
+
+#: distinct values of a filter column grouped by their `lower()`, per dataset version
+_SPELLINGS: _Stamped[dict[str, list[str]] | None] = _Stamped()
+
+
+def _spellings(lake: Lakehouse, dataset: str, version: tuple[str, int], column: str) -> dict[str, list[str]] | None:
+    """The distinct values of `column` grouped by their engine-side `lower()` (None past
+    SPELLINGS_MAX_DISTINCT), read once per dataset `version` ((manifest id, table version):
+    a re-created dataset has another id)."""
+    from lakehouse.lakehouse import quote_ident
+
+    def read() -> dict[str, list[str]] | None:
         ident = quote_ident(column)
         table = lake.sql(
             f"SELECT DISTINCT CAST({ident} AS VARCHAR) AS v, lower(CAST({ident} AS VARCHAR)) AS l "
             f"FROM {quote_ident(dataset)} WHERE {ident} IS NOT NULL LIMIT {SPELLINGS_MAX_DISTINCT + 1}"
         )
-        groups: dict[str, list[str]] | None = None
-        if table.num_rows <= SPELLINGS_MAX_DISTINCT:
-            groups = {}
-            for v, low in zip(table["v"].to_pylist(), table["l"].to_pylist()):
-                groups.setdefault(low, []).append(v)
-        with self._lock:
-            self._cache[key] = (version, groups)
+        if table.num_rows > SPELLINGS_MAX_DISTINCT:
+            return None
+        groups: dict[str, list[str]] = {}
+        for v, low in zip(table["v"].to_pylist(), table["l"].to_pylist()):
+            groups.setdefault(low, []).append(v)
         return groups
 
-
-_SPELLINGS = _Spellings()
+    return _SPELLINGS.get((str(lake.path), dataset, column), version, read)
 
 
 class _CandidateSets:
@@ -302,7 +313,7 @@ def hybrid_search(lake: Lakehouse, q: HybridQuery) -> dict[str, Any]:
             + (f" AND lower(state) = lower({sql_literal(q.state)})" if q.state else "")
         ).to_pylist()[0]
         centre = (row["lat"], row["lon"]) if row["lat"] is not None else None
-    equal = equalities(q, columns, spellings=lambda column: _SPELLINGS.get(lake, q.dataset, version, column))
+    equal = equalities(q, columns, spellings=lambda column: _spellings(lake, q.dataset, version, column))
     where = build_where(q, equal, centre)
     # Kept as Arrow: the vector search and the boost key it in the core, with no Python
     # string per candidate (a broad filter keeps tens of thousands).
@@ -403,7 +414,9 @@ def _booked_ids(lake: Lakehouse, dataset: str, start: str, end: str) -> pa.Array
         select = _bookings_sql(dataset, start, end)
         ids, _ = _CANDIDATES.get((str(lake.path), dataset, version, select), lambda: lake.sql(select)["worker_id"].combine_chunks())
         return ids
-    open_now = _OPEN_BOOKINGS.get(lake, dataset, version, today)
+    columns = "CAST(worker_id AS VARCHAR) AS worker_id, CAST(start_date AS DATE) AS start_date, CAST(end_date AS DATE) AS end_date"
+    open_now = _OPEN_BOOKINGS.get((str(lake.path), dataset), (version, today),
+                                  lambda: lake.sql(_bookings_sql(dataset, today, None, columns)))
     if not open_now.num_rows:
         return pa.array([], pa.string())
     first, last = (pa.scalar(date.fromisoformat(day), pa.date32()) for day in (start, end))
@@ -427,29 +440,9 @@ def _bookings_sql(dataset: str, start: str, end: str | None, columns: str = "DIS
     )
 
 
-class _OpenBookings:
-    """Per bookings dataset: its placements still open on a given day (worker id as text,
-    start and end as dates), for the latest version and day asked."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tables: dict[tuple[str, str], tuple[tuple[tuple[str, int], str], pa.Table]] = {}
-
-    def get(self, lake: Lakehouse, dataset: str, version: tuple[str, int], today: str) -> pa.Table:
-        key, stamp = (str(lake.path), dataset), (version, today)
-        with self._lock:
-            hit = self._tables.get(key)
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        columns = ("CAST(worker_id AS VARCHAR) AS worker_id, CAST(start_date AS DATE) AS start_date, "
-                   "CAST(end_date AS DATE) AS end_date")
-        table = lake.sql(_bookings_sql(dataset, today, None, columns))
-        with self._lock:
-            self._tables[key] = (stamp, table)
-        return table
-
-
-_OPEN_BOOKINGS = _OpenBookings()
+#: per bookings dataset, its placements still open on a given day (worker id as text,
+#: start and end as dates), for the latest dataset version and day asked
+_OPEN_BOOKINGS: _Stamped[pa.Table] = _Stamped()
 
 
 def _unbooked(lake: Lakehouse, dataset: str, window: tuple[str, str], ids: pa.Array) -> tuple[pa.Array, dict[str, Any]]:
