@@ -575,3 +575,70 @@ def test_natural_language_with_the_real_normalizer(api: TestClient, monkeypatch)
     assert found["normalized"]["inferred"] == {"role": "Electrician", "city": "Akron", "state": "OH"}
     assert found["sql_matches"] == 10 and {s["role"] for s in found["sources"]} == {"Electrician"}
     assert api.get("/health").json()["natural_language"] is True
+
+
+# ---------------------------------------------------------------------- the search transport
+def test_search_calls_keep_one_connection_per_thread_and_bring_gateway_errors_back_as_lakehouse_errors(env: Env):
+    from lakehouse import errors
+    from mcp_server.gateway import KeepAliveJSON
+
+    client = KeepAliveJSON(env.gateway_url, GATEWAY_KEY, timeout_s=60)
+    try:
+        first = client.post("/vectors/hybrid", {"query": "welder", "k": 3, "city": "Toledo", "state": "OH"})
+        again = client.post("/vectors/hybrid", {"query": "welder", "k": 3, "city": "Toledo", "state": "OH"})
+        assert [s["worker_id"] for s in first["sources"]] == [s["worker_id"] for s in again["sources"]]
+        assert len(first["sources"]) == 3 and set(s["worker_id"] for s in first["sources"]) <= set(ids_of("Welder", "Toledo"))
+        assert len(client._open) == 1  # the second call reused the first one's connection
+        with pytest.raises(errors.InvalidInput, match="no column"):
+            client.post("/vectors/hybrid", {"query": "welder", "columns": ["shoe_size"]})
+        bad_key = KeepAliveJSON(env.gateway_url, "not-a-key", timeout_s=60)
+        with pytest.raises(Exception) as refused:
+            bad_key.post("/vectors/hybrid", {"query": "welder"})
+        assert type(refused.value).__name__ == "GatewayError" and "401" in str(refused.value)
+        bad_key.close()
+    finally:
+        client.close()
+
+
+def test_a_search_on_a_connection_the_gateway_closed_is_sent_again_on_a_new_one():
+    """A server may close an idle keep-alive connection at any moment; the recruiter's
+    search must not fail for it. This server answers each connection once and closes it
+    without saying so, the worst case."""
+    import http.server
+
+    from lakehouse.client import GatewayError
+    from mcp_server.gateway import KeepAliveJSON
+
+    connections = []
+
+    class OneAnswerPerConnection(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # no "Connection: close" in the answer
+
+        def do_POST(self):
+            connections.append(self.client_address)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            answer = body if self.headers["X-API-Key"] == "k" else b'{"error":"Forbidden","message":"no"}'
+            self.send_response(200 if answer is body else 403)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            self.close_connection = True
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OneAnswerPerConnection)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = KeepAliveJSON(url, "k", timeout_s=10)
+    try:
+        assert [client.post("/echo", {"n": n})["n"] for n in range(3)] == [0, 1, 2]
+        assert len(connections) == 3  # each call after the first met a closed connection and went again
+        with pytest.raises(GatewayError, match="403"):
+            KeepAliveJSON(url, "wrong", timeout_s=10).post("/echo", {})
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(GatewayError, match="cannot reach the gateway"):
+        KeepAliveJSON(url, "k", timeout_s=2).post("/echo", {})

@@ -8,6 +8,7 @@ gateway's `{"error": <class name>}` is mapped back), so CLI code is written once
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -192,16 +193,23 @@ def gateway_serves(base_url: str, data_path: Path, timeout_s: float = 2.0) -> bo
 
 def error_from_response(response: httpx.Response) -> Exception:
     """The exception the facade would have raised, rebuilt from a gateway error body."""
+    return error_from_body(response.status_code, response.reason_phrase, response.content)
+
+
+def error_from_body(status: int, reason: str, content: bytes) -> Exception:
+    """`error_from_response` for any HTTP client: the status line and the raw body."""
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
+        body = None
+    if not isinstance(body, dict):
         body = {}
-    message = body.get("message") or response.text or response.reason_phrase
+    message = body.get("message") or content.decode("utf-8", "replace") or reason
     details = {k: v for k, v in body.items() if k not in ("error", "message")}
     cls = getattr(errors, str(body.get("error")), None)
     if isinstance(cls, type) and issubclass(cls, errors.LakehouseError):
         return cls(message, details) if details else cls(message)
-    return GatewayError(f"gateway answered {response.status_code} {body.get('error', response.reason_phrase)}: {message}")
+    return GatewayError(f"gateway answered {status} {body.get('error', reason)}: {message}")
 
 
 def _segment(name: str) -> str:
