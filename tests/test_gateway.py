@@ -102,6 +102,28 @@ def test_every_route_but_health_refuses_a_request_without_a_key(client, method, 
     assert response.headers["www-authenticate"] == "Bearer"
 
 
+def test_no_request_could_be_answered_by_routes_of_two_routers(client):
+    """The app includes its routers busiest first (a hybrid search is matched before the
+    admin routes). That is only safe while no request matches routes of two routers, so
+    the order of inclusion decides nothing but speed. (Within one router the order of
+    declaration does decide: `/vectors/profiles/audit` is declared before
+    `/vectors/profiles/{name}`.)"""
+    import re
+
+    from starlette.routing import Match
+
+    routes = []  # (route, method, index of its router)
+    for at, entry in enumerate(client.app.router.routes):
+        for route in getattr(getattr(entry, "original_router", None), "routes", [entry]):
+            routes += [(route, method, at) for method in getattr(route, "methods", None) or ()]
+    assert any(route.path == "/vectors/hybrid" for route, _, _ in routes) and len(routes) > 40
+    for route, method, router in routes:
+        concrete = re.sub(r"\{[^}]+\}", "some-name", route.path)
+        scope = {"type": "http", "path": concrete, "method": method, "root_path": ""}
+        answering = {(at, r.path) for r, m, at in routes if m == method and r.matches(scope)[0] == Match.FULL}
+        assert {at for at, _ in answering} == {router}, f"{method} {concrete} is answered by {sorted(answering)}"
+
+
 def test_a_wrong_key_is_refused_and_a_right_one_accepted_in_either_header(client):
     assert client.get("/catalog/datasets", headers=auth("not-a-key")).status_code == 401
     assert client.get("/catalog/datasets", headers=auth("not-a-key")).json()["message"] == "invalid API key"
