@@ -142,6 +142,8 @@ def test_bad_profiles_are_refused_clearly(lake: Lakehouse):
         profiles.put("p", ["ghost"])
     with pytest.raises(InvalidInput):
         profiles.put("bad name!", ["workers"])
+    with pytest.raises(InvalidInput, match="reserved"):  # GET /vectors/profiles/audit is the audit log
+        profiles.put("audit", ["workers"])
     with pytest.raises(InvalidInput):
         profiles.put("p", [])
     with pytest.raises(InvalidInput):

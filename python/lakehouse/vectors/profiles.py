@@ -37,6 +37,9 @@ AUDIT_FILE = "profile_audit.jsonl"
 BACKENDS = ("hnsw", "lance")
 HNSW_KEYS = ("connectivity", "ef_construction", "ef_search", "quantization")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+#: names the HTTP API uses as fixed segments under /vectors/profiles/ (a profile so named
+#: could not be read back by name there)
+RESERVED_NAMES = frozenset({"audit"})
 #: longest query text kept in the audit log
 AUDIT_QUERY_CHARS = 500
 
@@ -99,6 +102,8 @@ class Profiles:
         """Create or replace profile `name` bound to `bound` (index or dataset names)."""
         if not _NAME.match(name or ""):
             raise InvalidInput(f"invalid profile name {name!r}: a letter, then letters, digits, '_', '.' or '-' (at most 64)")
+        if name in RESERVED_NAMES:
+            raise InvalidInput(f"the profile name {name!r} is reserved (GET /vectors/profiles/{name} is another endpoint); choose another")
         bound = list(dict.fromkeys(b.strip() for b in bound if b and b.strip()))
         if not bound:
             raise InvalidInput("bind the profile to at least one index (or dataset)")
