@@ -111,8 +111,9 @@ class Store:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         # JSONL files are append-only: keep them in memory after the first read so that
-        # filters (audit, bookings) do not re-parse the file on every request.
-        self._cache: dict[Path, list[dict[str, Any]]] = {}
+        # filters (audit, bookings) do not re-parse the file on every request. Keyed by the
+        # file's name: a Path built and hashed per call showed in every /match's profile.
+        self._cache: dict[str, list[dict[str, Any]]] = {}
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
@@ -124,18 +125,17 @@ class Store:
 
     # ------------------------------------------------------------------ journals
     def append(self, name: str, *records: dict[str, Any]) -> None:
-        path = self.path(name)
         with self._lock:
-            append_jsonl(path, list(records))
-            if path in self._cache:
-                self._cache[path].extend(json.loads(json.dumps(r, default=str)) for r in records)
+            append_jsonl(self.path(name), list(records))
+            if name in self._cache:
+                self._cache[name].extend(json.loads(json.dumps(r, default=str)) for r in records)
 
     def records(self, name: str) -> list[dict[str, Any]]:
-        path = self.path(name)
         with self._lock:
-            if path not in self._cache:
-                self._cache[path] = read_jsonl(path)
-            return list(self._cache[path])
+            cached = self._cache.get(name)
+            if cached is None:
+                cached = self._cache[name] = read_jsonl(self.path(name))
+            return list(cached)
 
     # ------------------------------------------------------------------ documents
     def read(self, name: str, default: Any) -> Any:
