@@ -37,7 +37,7 @@ Records
 - `concurrency` / `match_20_clients` (p95_ms): the gateway (`python -m lakehouse.cli serve`)
   and the recruiter API (`python -m mcp_server`) run as two uvicorn subprocesses on free
   loopback ports, the way systemd runs them; 20 client threads (one keep-alive
-  connection each, on the standard library's http.client: see `LoadClient`) send
+  connection each, on the standard library's http.client: `lakehouse.client.KeepAliveJSON`) send
   `POST /match` back to back (closed loop, no think time) for contracts drawn from the
   workers' own (role, city, state) mix. Reported: p95, p50, errors (non-200 or
   exception; must be 0), throughput, the gateway's stage medians, and the CPU each
@@ -86,7 +86,6 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
-import http.client
 import json
 import os
 import random
@@ -98,7 +97,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -690,57 +688,27 @@ def _contracts(sample: Sample, n: int, rng: random.Random) -> list[dict[str, Any
     return out
 
 
-class LoadClient:
-    """One recruiter's keep-alive connection, on the standard library's http.client.
-
-    The load generator shares the machine's 2 cores with both services, so what it costs
-    per request is taken from them: httpx spent ~0.7 ms of CPU per /match here, this
-    ~0.2 ms (bench runs of session 10). A request that meets a connection the server
-    closed is sent once more on a new one (/match only reads)."""
-
-    def __init__(self, base_url: str, headers: dict[str, str], timeout_s: float):
-        parts = urllib.parse.urlsplit(base_url)
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._headers = {**headers, "Content-Type": "application/json"}
-        self._timeout_s = timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-
-    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
-        data = json.dumps(body).encode()
-        for attempt in (1, 2):
-            if self._conn is None:
-                self._conn = http.client.HTTPConnection(*self._address, timeout=self._timeout_s)
-            try:
-                self._conn.request("POST", path, body=data, headers=self._headers)
-                response = self._conn.getresponse()
-                return response.status, response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
 def _own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
 def bench_concurrency(run_dir: RunDir, sizes: Sizes, sample: Sample, seed: int) -> dict[str, Any]:
+    from lakehouse.client import KeepAliveJSON
+
     rng = random.Random(seed + 11)
     n = sizes.clients
     with servers(run_dir) as (mcp_url, procs):
-        clients = [LoadClient(mcp_url, RECRUITER, timeout_s=120) for _ in range(n)]
+        # One keep-alive connection per recruiter, on the standard library's http.client (the
+        # recruiter API's own transport to the gateway): the load generator shares the 2
+        # cores with both services, and httpx spent ~0.7 ms of CPU per /match where this
+        # spends ~0.4 ms (session 10).
+        clients = [KeepAliveJSON(mcp_url, RECRUITER["X-API-Key"], timeout_s=120) for _ in range(n)]
         try:
-            def one(client: LoadClient, body: dict[str, Any]) -> tuple[float, int | str, dict[str, Any] | None]:
+            def one(client: KeepAliveJSON, body: dict[str, Any]) -> tuple[float, int | str, dict[str, Any] | None]:
                 t = time.perf_counter()
                 try:
-                    status, raw = client.post("/match", body)
+                    status, _, raw = client.exchange("/match", json.dumps(body).encode())
                     answer = json.loads(raw) if status == 200 else None
                 except Exception as exc:  # noqa: BLE001 - counted as an error
                     status, answer = type(exc).__name__, None

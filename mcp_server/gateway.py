@@ -7,96 +7,18 @@ keeps its own small state (see `store.py`).
 
 from __future__ import annotations
 
-import http.client
 import threading
 import time
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
-import orjson
 
-from lakehouse.client import CLIENT_KEEP_ALIVE_S, DEFAULT_TIMEOUT, GatewayClient, GatewayError, error_from_body
+from lakehouse.client import DEFAULT_TIMEOUT, GatewayClient, KeepAliveJSON
 
 
 #: manifests (column tags) change only when a dataset is re-created; re-read them this often
 MANIFEST_TTL_S = 5.0
-
-
-class KeepAliveJSON:
-    """JSON over keep-alive HTTP/1.1 connections to the gateway, one per thread, on the
-    standard library's http.client: the transport of the calls every `/match` and
-    `/search` makes. httpx costs ~0.3-0.5 ms of CPU more per call (its request and
-    response models, a pool lock) and sends the headers and the body in two writes, so
-    the gateway parses each request in two reads.
-
-    Only for idempotent calls: a request that meets a connection the gateway closed is
-    sent once more on a new one. A connection idle past `CLIENT_KEEP_ALIVE_S` is
-    replaced before use, as the httpx client does, so that retry is rare."""
-
-    def __init__(self, base_url: str, api_key: str, timeout_s: float):
-        parts = urlsplit(base_url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"KeepAliveJSON speaks plain HTTP to a host, not {base_url!r}")
-        self.base_url = base_url
-        self._address = (parts.hostname, parts.port or 80)
-        self._prefix = parts.path.rstrip("/")
-        self._headers = {"X-API-Key": api_key, "Content-Type": "application/json", "Accept": "application/json"}
-        self._timeout_s = timeout_s
-        self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()  # every thread's, for close()
-        self._open_lock = threading.Lock()
-
-    def post(self, path: str, body: Any) -> Any:
-        """The decoded answer of a POST; a gateway error raised as the facade's exception."""
-        data = orjson.dumps(body)
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                conn.request("POST", self._prefix + path, body=data, headers=self._headers)
-                response = conn.getresponse()
-                content = response.read()
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                self._drop()
-                if attempt == 2:
-                    raise GatewayError(f"cannot reach the gateway at {self.base_url}: {exc}") from exc
-                continue
-            except (OSError, http.client.HTTPException) as exc:
-                self._drop()
-                raise GatewayError(f"cannot reach the gateway at {self.base_url}: {exc}") from exc
-            self._local.used = time.monotonic()
-            if response.will_close:
-                self._drop()
-            if response.status >= 400:
-                raise error_from_body(response.status, response.reason, content)
-            return orjson.loads(content)
-        raise AssertionError("unreachable")
-
-    def _connection(self) -> http.client.HTTPConnection:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and time.monotonic() - self._local.used > CLIENT_KEEP_ALIVE_S:
-            self._drop()
-            conn = None
-        if conn is None:
-            conn = self._local.conn = http.client.HTTPConnection(*self._address, timeout=self._timeout_s)
-            self._local.used = time.monotonic()
-            with self._open_lock:
-                self._open.add(conn)
-        return conn
-
-    def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-            with self._open_lock:
-                self._open.discard(conn)
-
-    def close(self) -> None:
-        with self._open_lock:
-            for conn in self._open:
-                conn.close()
-            self._open.clear()
 
 
 class RecruiterGateway(GatewayClient):

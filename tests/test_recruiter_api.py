@@ -580,7 +580,7 @@ def test_natural_language_with_the_real_normalizer(api: TestClient, monkeypatch)
 # ---------------------------------------------------------------------- the search transport
 def test_search_calls_keep_one_connection_per_thread_and_bring_gateway_errors_back_as_lakehouse_errors(env: Env):
     from lakehouse import errors
-    from mcp_server.gateway import KeepAliveJSON
+    from lakehouse.client import KeepAliveJSON
 
     client = KeepAliveJSON(env.gateway_url, GATEWAY_KEY, timeout_s=60)
     try:
@@ -607,7 +607,7 @@ def test_a_search_on_a_connection_the_gateway_closed_is_sent_again_on_a_new_one(
     import http.server
 
     from lakehouse.client import GatewayError
-    from mcp_server.gateway import KeepAliveJSON
+    from lakehouse.client import KeepAliveJSON
 
     connections = []
 
