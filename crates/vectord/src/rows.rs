@@ -196,21 +196,37 @@ impl FileStamp {
     }
 }
 
-static SHARED: Mutex<Vec<(FileStamp, Weak<RowStore>)>> = Mutex::new(Vec::new());
+/// Values built once per saved graph file and shared by every open version searching that
+/// file, held weakly: a value goes when the last version using it is dropped.
+pub(crate) struct PerFile<T>(Mutex<Vec<(FileStamp, Weak<T>)>>);
 
-/// The store of the graph saved at `path`: the one another open version already gathered,
-/// or a new one from `gather`. The table lock is held while gathering, so two versions of
-/// one graph opened at once gather it once.
-pub fn shared(path: &Path, gather: impl FnOnce() -> RowStore) -> Result<Arc<RowStore>> {
-    let stamp = FileStamp::of(path)?;
-    let mut table = SHARED.lock().expect("row store table");
-    table.retain(|(_, store)| store.strong_count() > 0);
-    if let Some(store) = table.iter().find(|(held, _)| *held == stamp).and_then(|(_, store)| store.upgrade()) {
-        return Ok(store);
+impl<T> PerFile<T> {
+    pub(crate) const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
     }
-    let store = Arc::new(gather());
-    table.push((stamp, Arc::downgrade(&store)));
-    Ok(store)
+
+    /// The value for the graph saved at `path`: the one another open version already
+    /// built, or a new one from `build` (None: nothing to share, and the next version asks
+    /// again). The table lock is held while building, so two versions of one graph opened
+    /// at once build it once.
+    pub(crate) fn get_or_build(&self, path: &Path, build: impl FnOnce() -> Option<T>) -> Result<Option<Arc<T>>> {
+        let stamp = FileStamp::of(path)?;
+        let mut table = self.0.lock().expect("per-file table");
+        table.retain(|(_, value)| value.strong_count() > 0);
+        if let Some(value) = table.iter().find(|(held, _)| *held == stamp).and_then(|(_, value)| value.upgrade()) {
+            return Ok(Some(value));
+        }
+        let Some(value) = build().map(Arc::new) else { return Ok(None) };
+        table.push((stamp, Arc::downgrade(&value)));
+        Ok(Some(value))
+    }
+}
+
+static STORES: PerFile<RowStore> = PerFile::new();
+
+/// The row store of the graph saved at `path` (see [`PerFile::get_or_build`]).
+pub fn shared(path: &Path, gather: impl FnOnce() -> RowStore) -> Result<Arc<RowStore>> {
+    Ok(STORES.get_or_build(path, || Some(gather()))?.expect("a gathered store"))
 }
 
 #[cfg(test)]

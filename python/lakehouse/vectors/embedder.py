@@ -41,7 +41,7 @@ class LocalEmbedder:
         directory = Path(model_dir) if model_dir else bundled_model_dir()
         self._inner = _core.Embedder(str(directory), model_id, str(cache_dir) if cache_dir else None, precision)
         self.model_id = model_id
-        #: the arithmetic in use: "f32", "f16" or "bf16" ("auto" resolved for this CPU);
+        #: the arithmetic in use: "f32", "f16", "bf16" or "i16" ("auto" resolved for this CPU);
         #: `batch_precision` for large batches, where "auto" keeps whichever measured faster
         self.precision: str = self._inner.precision
         self.batch_precision: str = self._inner.batch_precision
