@@ -159,20 +159,8 @@ struct Tile {
 /// # Safety
 /// The CPU must have AVX512-BF16, and `tile` must describe live buffers of that shape.
 unsafe fn tile_dispatch(rows: usize, blocks: usize, tile: Tile) {
-    macro_rules! by_blocks {
-        ($r:literal) => {
-            match blocks {
-                1 => kernel::<$r, 1>(tile),
-                2 => kernel::<$r, 2>(tile),
-                3 => kernel::<$r, 3>(tile),
-                _ => kernel::<$r, 4>(tile),
-            }
-        };
-    }
     // SAFETY: forwarded from this function's contract.
-    unsafe {
-        tiled::for_tile_rows!(rows, by_blocks)
-    }
+    unsafe { tiled::dispatch_tile!(kernel, tile, rows, blocks, [1, 2, 3], 4) }
 }
 
 /// `R` rows x `B`·16 outputs: accumulators start from `out` (the bias), every input pair

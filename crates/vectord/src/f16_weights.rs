@@ -102,18 +102,8 @@ struct Tile {
 /// # Safety
 /// The CPU must have AVX2, FMA and F16C, and `tile` must describe live buffers of that shape.
 unsafe fn tile_dispatch(rows: usize, blocks: usize, tile: Tile) {
-    macro_rules! by_blocks {
-        ($r:literal) => {
-            match blocks {
-                1 => kernel::<$r, 1>(tile),
-                _ => kernel::<$r, 2>(tile),
-            }
-        };
-    }
     // SAFETY: forwarded from this function's contract.
-    unsafe {
-        tiled::for_tile_rows!(rows, by_blocks)
-    }
+    unsafe { tiled::dispatch_tile!(kernel, tile, rows, blocks, [1], 2) }
 }
 
 /// `R` rows x `B`·8 outputs: accumulators start from `out` (the bias), every input adds

@@ -23,7 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::distance::InnerProduct;
-use crate::hnsw::HnswIndex;
+use crate::hnsw::{HnswIndex, OrderedScore as Score};
 
 /// f32 values per 64-byte line.
 const LINE_FLOATS: usize = 16;
@@ -48,10 +48,8 @@ pub struct GraphCopy {
     kernel: InnerProduct,
 }
 
-/// One node as read from usearch, before renumbering is final.
+/// One node's links as read from usearch, per level (level 0 first), as keys.
 struct NodeRead {
-    vector: Vec<f32>,
-    /// Links per level, as keys, level 0 first.
     links: Vec<Vec<u64>>,
 }
 
@@ -67,29 +65,32 @@ impl GraphCopy {
         if keys.is_empty() || keys.len() != index.len() || keys.len() > u32::MAX as usize {
             return None;
         }
-        let part = keys.len().div_ceil(threads.max(1)).max(1);
+        let (dim, part) = (index.dim(), keys.len().div_ceil(threads.max(1)).max(1));
+        let row_stride = dim.div_ceil(LINE_FLOATS) * LINE_FLOATS;
+        // Each thread writes its nodes' vectors straight into their rows.
+        let mut vectors = vec![Line([0.0; LINE_FLOATS]); keys.len() * row_stride / LINE_FLOATS];
         let parts: Vec<Option<Vec<NodeRead>>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = keys.chunks(part).map(|keys| scope.spawn(move || read_nodes(index, keys))).collect();
+            let workers: Vec<_> = keys
+                .chunks(part)
+                .zip(as_floats_mut(&mut vectors).chunks_mut(part * row_stride))
+                .map(|(keys, rows)| scope.spawn(move || read_nodes(index, keys, rows, row_stride)))
+                .collect();
             workers.into_iter().map(|w| w.join().expect("graph copy thread panicked")).collect()
         });
         let nodes: Vec<NodeRead> = parts.into_iter().collect::<Option<Vec<_>>>()?.into_iter().flatten().collect();
-        Self::from_nodes(index.dim(), keys, nodes)
+        Self::from_nodes(dim, row_stride, vectors, keys, nodes)
     }
 
-    fn from_nodes(dim: usize, keys: Vec<u64>, nodes: Vec<NodeRead>) -> Option<Self> {
+    fn from_nodes(dim: usize, row_stride: usize, vectors: Vec<Line>, keys: Vec<u64>, nodes: Vec<NodeRead>) -> Option<Self> {
         let node_of: HashMap<u64, u32, foldhash::fast::RandomState> = keys.iter().enumerate().map(|(n, &key)| (key, n as u32)).collect();
         let renumber = |links: &[u64]| -> Option<Vec<u32>> { links.iter().map(|key| node_of.get(key).copied()).collect() };
-        let row_stride = dim.div_ceil(LINE_FLOATS) * LINE_FLOATS;
         let base_stride = 1 + nodes.iter().map(|n| n.links.first().map_or(0, Vec::len)).max().unwrap_or(0);
         let top_level = nodes.iter().map(|n| n.links.len().saturating_sub(1)).max().unwrap_or(0);
-        let mut vectors = vec![Line([0.0; LINE_FLOATS]); keys.len() * row_stride / LINE_FLOATS];
         let mut base_links = vec![0u32; keys.len() * base_stride];
         let mut upper: Vec<HashMap<u32, Vec<u32>, foldhash::fast::RandomState>> = (0..top_level).map(|_| HashMap::default()).collect();
         // usearch enters at the first node to reach the top level; any node there will do.
         let entry = nodes.iter().position(|n| n.links.len() == top_level + 1)? as u32;
         for (n, node) in nodes.iter().enumerate() {
-            let row = &mut as_floats_mut(&mut vectors)[n * row_stride..n * row_stride + dim];
-            row.copy_from_slice(&node.vector);
             let base = renumber(node.links.first()?)?;
             base_links[n * base_stride] = base.len() as u32;
             base_links[n * base_stride + 1..n * base_stride + 1 + base.len()].copy_from_slice(&base);
@@ -222,18 +223,18 @@ impl GraphCopy {
     }
 }
 
-/// Node `key`'s vector and links at every level it has, for each of `keys`; None at the
-/// first key the graph does not hold.
-fn read_nodes(index: &HnswIndex, keys: &[u64]) -> Option<Vec<NodeRead>> {
+/// The links of each of `keys` at every level it has, its vector copied into its row of
+/// `rows` (`row_stride` apart); None at the first key the graph does not hold.
+fn read_nodes(index: &HnswIndex, keys: &[u64], rows: &mut [f32], row_stride: usize) -> Option<Vec<NodeRead>> {
     let mut buffer = Vec::new();
     keys.iter()
-        .map(|&key| {
-            let mut vector = vec![0f32; index.dim()];
-            if !index.copy_vector(key, &mut vector) {
+        .zip(rows.chunks_mut(row_stride))
+        .map(|(&key, row)| {
+            if !index.copy_vector(key, &mut row[..index.dim()]) {
                 return None;
             }
             let links = (0..=index.level_of(key)).map(|level| index.links(key, level, &mut buffer)).collect();
-            Some(NodeRead { vector, links })
+            Some(NodeRead { links })
         })
         .collect()
 }
@@ -247,15 +248,6 @@ fn as_floats(lines: &[Line]) -> &[f32] {
 fn as_floats_mut(lines: &mut [Line]) -> &mut [f32] {
     // SAFETY: as in `as_floats`, and the borrow is exclusive.
     unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<f32>(), lines.len() * LINE_FLOATS) }
-}
-
-#[derive(PartialEq, PartialOrd, Clone, Copy)]
-struct Score(f32);
-impl Eq for Score {}
-impl Ord for Score {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
-    }
 }
 
 /// Per-thread search state, reused: `visited[n] == epoch` marks node n seen by the

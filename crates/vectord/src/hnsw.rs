@@ -434,8 +434,9 @@ pub(crate) struct TopK {
     heap: std::collections::BinaryHeap<std::cmp::Reverse<(OrderedScore, u64)>>,
 }
 
+/// A score with a total order (f32's `total_cmp`), for heaps.
 #[derive(PartialEq, PartialOrd, Clone, Copy)]
-struct OrderedScore(f32);
+pub(crate) struct OrderedScore(pub(crate) f32);
 impl Eq for OrderedScore {}
 impl Ord for OrderedScore {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -18,21 +18,32 @@ pub(crate) const TILE_ROWS: usize = 6;
 /// 288 KB, inside a core's L2 on every CPU this project has met.
 pub(crate) const ROWS_PER_TASK: usize = 48;
 
-/// `$by_blocks!(h)` for a tile of `$rows` rows (`h` = 1..=[`TILE_ROWS`]): the
-/// micro-kernels are instantiated per tile height, so their row loops unroll.
-macro_rules! for_tile_rows {
-    ($rows:expr, $by_blocks:ident) => {
-        match $rows {
-            1 => $by_blocks!(1),
-            2 => $by_blocks!(2),
-            3 => $by_blocks!(3),
-            4 => $by_blocks!(4),
-            5 => $by_blocks!(5),
-            _ => $by_blocks!(6),
+/// `$kernel::<R, B>($tile)` for a tile of `$rows` rows (R = 1..=[`TILE_ROWS`]) and `$blocks`
+/// output blocks (B = one of the listed counts, else `$last`): the micro-kernels are
+/// instantiated per tile shape, so their row and block loops unroll.
+macro_rules! dispatch_tile {
+    ($kernel:ident, $tile:expr, $rows:expr, $blocks:expr, [$($b:literal),*], $last:literal) => {
+        match $blocks {
+            $($b => $crate::tiled::dispatch_rows!($kernel, $tile, $rows, $b),)*
+            _ => $crate::tiled::dispatch_rows!($kernel, $tile, $rows, $last),
         }
     };
 }
-pub(crate) use for_tile_rows;
+
+/// The row half of [`dispatch_tile`], for one block count `$b`.
+macro_rules! dispatch_rows {
+    ($kernel:ident, $tile:expr, $rows:expr, $b:literal) => {
+        match $rows {
+            1 => $kernel::<1, $b>($tile),
+            2 => $kernel::<2, $b>($tile),
+            3 => $kernel::<3, $b>($tile),
+            4 => $kernel::<4, $b>($tile),
+            5 => $kernel::<5, $b>($tile),
+            _ => $kernel::<6, $b>($tile),
+        }
+    };
+}
+pub(crate) use {dispatch_rows, dispatch_tile};
 
 /// A weight matrix packed for one micro-kernel.
 pub(crate) trait TiledProduct: Sync {
