@@ -226,14 +226,13 @@ impl GraphCopy {
 /// The links of each of `keys` at every level it has, its vector copied into its row of
 /// `rows` (`row_stride` apart); None at the first key the graph does not hold.
 fn read_nodes(index: &HnswIndex, keys: &[u64], rows: &mut [f32], row_stride: usize) -> Option<Vec<NodeRead>> {
-    let mut buffer = Vec::new();
     keys.iter()
         .zip(rows.chunks_mut(row_stride))
         .map(|(&key, row)| {
             if !index.copy_vector(key, &mut row[..index.dim()]) {
                 return None;
             }
-            let links = (0..=index.level_of(key)).map(|level| index.links(key, level, &mut buffer)).collect();
+            let links = (0..=index.level_of(key)).map(|level| index.links(key, level)).collect();
             Some(NodeRead { links })
         })
         .collect()

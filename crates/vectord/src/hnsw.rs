@@ -322,12 +322,13 @@ impl HnswIndex {
         self.index.level_of_key(key)
     }
 
-    /// The keys `key` links to at `level` (`buffer` is scratch space).
-    pub(crate) fn links(&self, key: u64, level: usize, buffer: &mut Vec<u64>) -> Vec<u64> {
+    /// The keys `key` links to at `level`.
+    pub(crate) fn links(&self, key: u64, level: usize) -> Vec<u64> {
         let mut neighbours = self.index.neighbors(key, level);
-        buffer.resize(neighbours.total(), 0);
-        let read = neighbours.drain_into(buffer);
-        buffer[..read].to_vec()
+        let mut links = vec![0; neighbours.total()];
+        let read = neighbours.drain_into(&mut links);
+        links.truncate(read);
+        links
     }
 
     /// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
