@@ -341,7 +341,9 @@ def open_ours(path: Path, ef: int, rows: int, *, as_product: bool = True) -> Any
     from lakehouse import _core
 
     keys = np.arange(rows, dtype="<u8").tobytes() if as_product else None
-    return _core.HnswIndex.open(str(path), as_product, hnsw_params(ef), None, keys)
+    index = _core.HnswIndex.open(str(path), as_product, hnsw_params(ef), None, keys)
+    index.wait_for_graph_copy()  # gathered in the background; searches would otherwise time usearch
+    return index
 
 
 def hit_keys(keys_le: bytes) -> np.ndarray:

@@ -165,12 +165,15 @@ def test_filtered_search_ranks_exactly_from_the_contiguous_rows_of_every_version
     allowed = ["w2", "w5", "w6", "w8", "w9-unknown"]
     expected = sorted((d for d in allowed if d in vectors), key=lambda d: -float(vectors[d] @ query))
     assert indexed.vectors.active("workers").backend._inner.rows_held == len(PROFILES), "the exact path must not ask usearch per key"
+    assert indexed.vectors.active("workers").backend._inner.traversal in ("copy", "copying"), "gathered in the background"
+    indexed.vectors.active("workers").backend._inner.wait_for_graph_copy()
     assert indexed.vectors.active("workers").backend._inner.traversal == "copy", "graph searches run on the core's copy"
     result = indexed.vectors.search("workers", query, 4, doc_ids=pa.array(allowed))
     assert result["path"] == "exact" and [h["doc_id"] for h in result["hits"]] == expected
     indexed.ingest_table(profiles_table([("w9", "Cook", "Prep cook, dish pit, kitchen cleaning")]), "workers")
     indexed.vectors.refresh("workers")  # a segment over the same graph: its rows are shared, the new one is in the segment
     assert indexed.vectors.active("workers").backend._inner.rows_held == len(PROFILES)
+    indexed.vectors.active("workers").backend._inner.wait_for_graph_copy()
     assert indexed.vectors.active("workers").backend._inner.traversal == "copy"
     hits = indexed.vectors.search("workers", "kitchen cleaning", 2, doc_ids=pa.array(["w9", "w5", "w1"]))["hits"]
     assert [h["doc_id"] for h in hits] == ["w9", "w5"]
@@ -213,6 +216,8 @@ def test_a_quantized_graph_ranks_like_the_f32_one_and_reopens_as_itself(lh: Lake
     assert not lh.vectors.active("small").backend._inner.simd.startswith("lakehouse-f32")
     assert lh.vectors.active("exact").backend._inner.simd.startswith("lakehouse-f32")
     # only f32 graphs are copied for our own traversal; the others keep usearch's kernels
+    for name in ("exact", "small"):
+        lh.vectors.active(name).backend._inner.wait_for_graph_copy()
     assert (lh.vectors.active("exact").backend._inner.traversal, lh.vectors.active("small").backend._inner.traversal) == ("copy", "usearch")
     for bad, why in (({"quantization": "f8"}, "unknown variant `f8`"), ({"quantisation": "bf16"}, "unknown HNSW setting")):
         with pytest.raises(InvalidInput, match=why):

@@ -285,7 +285,7 @@ def freeze_startup_heap() -> None:
 
     Requests keep promoting short-lived objects into the oldest generation, so CPython runs
     a full pass every few thousand requests, and each one walked the whole startup heap with
-    the GIL held: 45-55 ms of wall time under load in the gateway, every in-flight request
+    the GIL held: 40-56 ms of wall time under load in the gateway, every in-flight request
     stalled meanwhile (session 13, 20 clients on `/match`). Frozen objects are still freed by
     reference counting; they are only never scanned for cycles, which they are not part of.
     """

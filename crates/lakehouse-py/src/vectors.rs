@@ -160,10 +160,24 @@ impl PyHnswIndex {
     }
 
     /// Whose traversal answers searches: "copy" (the core's own copy of a mapped f32
-    /// graph, ADR-034) or "usearch".
+    /// graph, ADR-034), "copying" (usearch, while that copy is gathered in the background)
+    /// or "usearch".
     #[getter]
     fn traversal(&self) -> &'static str {
-        if self.inner.graph().traverses_copy() { "copy" } else { "usearch" }
+        let graph = self.inner.graph();
+        if graph.traverses_copy() {
+            "copy"
+        } else if graph.copying_graph() {
+            "copying"
+        } else {
+            "usearch"
+        }
+    }
+
+    /// Block until the graph copy gathered in the background is in (at once without one).
+    fn wait_for_graph_copy(&self, py: Python<'_>) {
+        let graph = self.inner.graph();
+        py.detach(|| graph.wait_for_graph_copy());
     }
 
     /// The SIMD kernels the engine uses on this CPU, for diagnostics and benchmarks.

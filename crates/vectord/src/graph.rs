@@ -23,7 +23,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::distance::InnerProduct;
-use crate::hnsw::{HnswIndex, OrderedScore as Score};
+use crate::hnsw::{GraphNodes, OrderedScore as Score};
 
 /// f32 values per 64-byte line.
 const LINE_FLOATS: usize = 16;
@@ -58,7 +58,7 @@ impl GraphCopy {
     /// ignored), reading on `threads` threads. None when the copy would be incomplete: a
     /// key the graph does not hold, a node the keys do not name, or a link to an unnamed
     /// node. The caller then keeps searching through usearch.
-    pub fn gather(index: &HnswIndex, keys: &[u64], threads: usize) -> Option<Self> {
+    pub(crate) fn gather(index: &GraphNodes, keys: &[u64], threads: usize) -> Option<Self> {
         let mut keys = keys.to_vec();
         keys.sort_unstable();
         keys.dedup();
@@ -225,7 +225,7 @@ impl GraphCopy {
 
 /// The links of each of `keys` at every level it has, its vector copied into its row of
 /// `rows` (`row_stride` apart); None at the first key the graph does not hold.
-fn read_nodes(index: &HnswIndex, keys: &[u64], rows: &mut [f32], row_stride: usize) -> Option<Vec<NodeRead>> {
+fn read_nodes(index: &GraphNodes, keys: &[u64], rows: &mut [f32], row_stride: usize) -> Option<Vec<NodeRead>> {
     keys.iter()
         .zip(rows.chunks_mut(row_stride))
         .map(|(&key, row)| {
@@ -284,7 +284,7 @@ thread_local! {
 mod tests {
     use super::*;
     use crate::hnsw::tests::unit_vectors;
-    use crate::hnsw::HnswParams;
+    use crate::hnsw::{HnswIndex, HnswParams};
     use proptest::prelude::*;
 
     fn exact_top(vectors: &[f32], keys: &[u64], dim: usize, query: &[f32], k: usize, allowed: impl Fn(u64) -> bool) -> Vec<u64> {
@@ -309,7 +309,7 @@ mod tests {
         let keys: Vec<u64> = (0..n as u64).map(|k| k * 5 + 2).collect();
         let params = HnswParams { ef_search: 24, ..HnswParams::default() }; // usearch's beam = ours
         let index = HnswIndex::build(dim, params, &keys, &vectors, 2).unwrap();
-        let copy = GraphCopy::gather(&index, &keys, 3).expect("a complete copy");
+        let copy = GraphCopy::gather(&index.nodes(), &keys, 3).expect("a complete copy");
         assert_eq!(copy.len(), n);
         let queries = unit_vectors(200, dim, 12);
         let (mut ours, mut theirs) = (0.0, 0.0);
@@ -332,7 +332,7 @@ mod tests {
             let vectors = unit_vectors(n, dim, seed);
             let keys: Vec<u64> = (0..n as u64).collect();
             let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 1).unwrap();
-            let copy = GraphCopy::gather(&index, &keys, 2).unwrap();
+            let copy = GraphCopy::gather(&index.nodes(), &keys, 2).unwrap();
             let query = unit_vectors(1, dim, seed + 7);
             let allowed = |key: u64| key % modulus == 0;
             let hits = copy.search(&query, k, n, allowed);
@@ -351,9 +351,9 @@ mod tests {
         let vectors = unit_vectors(100, dim, 3);
         let keys: Vec<u64> = (0..100).collect();
         let index = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 1).unwrap();
-        assert!(GraphCopy::gather(&index, &keys[..99], 2).is_none(), "a node missing");
+        assert!(GraphCopy::gather(&index.nodes(), &keys[..99], 2).is_none(), "a node missing");
         let mut wrong = keys.clone();
         wrong[5] = 1000;
-        assert!(GraphCopy::gather(&index, &wrong, 2).is_none(), "a key the graph does not hold");
+        assert!(GraphCopy::gather(&index.nodes(), &wrong, 2).is_none(), "a key the graph does not hold");
     }
 }

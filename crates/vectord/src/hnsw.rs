@@ -3,7 +3,8 @@
 //! either loaded into memory (appendable) or memory-mapped (read-only, instant).
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use lakehouse_shared::{LakehouseError, Result};
 use serde::{Deserialize, Serialize};
@@ -73,7 +74,8 @@ impl Default for HnswParams {
 pub const SEARCH_SLOTS: usize = 32;
 
 pub struct HnswIndex {
-    index: Index,
+    /// Shared with the thread that gathers the graph copy (see [`HnswIndex::attach_rows`]).
+    index: Arc<Index>,
     dim: usize,
     params: HnswParams,
     read_only: bool,
@@ -82,12 +84,64 @@ pub struct HnswIndex {
     /// versions, whose vectors cannot change under it.
     rows: Option<Arc<RowStore>>,
     /// The graph copied out for our own traversal (`graph.rs`); only on read-only f32
-    /// versions whose keys name every node.
-    graph: Option<Arc<GraphCopy>>,
+    /// versions whose keys name every node. usearch answers until the copy is in.
+    graph: Option<Arc<CopySlot>>,
+}
+
+/// Where a graph copy lands once a background thread has gathered it.
+#[derive(Default)]
+struct CopySlot {
+    started: AtomicBool,
+    /// None inside: the keys did not name every node, so there is no copy to search.
+    copy: OnceLock<Option<GraphCopy>>,
 }
 
 /// Graph copies, one per saved file, shared by the versions that search it.
-static GRAPH_COPIES: PerFile<GraphCopy> = PerFile::new();
+static GRAPH_COPIES: PerFile<CopySlot> = PerFile::new();
+
+/// Held by a test to keep background copies from starting (see `copy_in_background`).
+#[cfg(test)]
+pub(crate) static HOLD_GRAPH_COPIES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Read access to a graph's nodes, for gathering a copy of it away from its index.
+#[derive(Clone)]
+pub(crate) struct GraphNodes {
+    index: Arc<Index>,
+}
+
+impl GraphNodes {
+    pub(crate) fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    pub(crate) fn dim(&self) -> usize {
+        self.index.dimensions()
+    }
+
+    /// The top graph level of `key` (0 also when absent).
+    pub(crate) fn level_of(&self, key: u64) -> usize {
+        self.index.level_of_key(key)
+    }
+
+    /// The keys `key` links to at `level`.
+    pub(crate) fn links(&self, key: u64, level: usize) -> Vec<u64> {
+        let mut neighbours = self.index.neighbors(key, level);
+        let mut links = vec![0; neighbours.total()];
+        let read = neighbours.drain_into(&mut links);
+        links.truncate(read);
+        links
+    }
+
+    /// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
+    pub(crate) fn copy_vector(&self, key: u64, out: &mut [f32]) -> bool {
+        copy_vector(&self.index, key, out)
+    }
+}
+
+/// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
+fn copy_vector(index: &Index, key: u64, out: &mut [f32]) -> bool {
+    matches!(index.get(key, out), Ok(n) if n > 0)
+}
 
 /// A counting semaphore over usearch's search contexts.
 struct SearchSlots {
@@ -163,7 +217,7 @@ impl HnswIndex {
             install_f32_metric(&mut index, dim)?;
         }
         index.reserve_capacity_and_threads(0, SEARCH_SLOTS).map_err(|e| engine_error("reserve", e))?;
-        Ok(Self { index, dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None, graph: None })
+        Ok(Self { index: Arc::new(index), dim, params, read_only: false, slots: SearchSlots::new(SEARCH_SLOTS), rows: None, graph: None })
     }
 
     /// Build from row-major `vectors` on `threads` threads (usearch inserts concurrently).
@@ -253,13 +307,19 @@ impl HnswIndex {
             ScalarKind::I8 => Quantization::I8,
             _ => Quantization::F32,
         };
-        Ok(Self { index, dim, params: HnswParams { quantization, ..params }, read_only: mmap, slots: SearchSlots::new(slots), rows: None, graph: None })
+        let params = HnswParams { quantization, ..params };
+        Ok(Self { index: Arc::new(index), dim, params, read_only: mmap, slots: SearchSlots::new(slots), rows: None, graph: None })
     }
 
     /// Give this read-only version the contiguous copy of `keys`' vectors that exact scans
     /// read (`rows.rs`) and, for an f32 graph, the copy of the graph its searches traverse
     /// (`graph.rs`); both shared with every other open version of the file at `path`.
     /// A loaded, appendable graph keeps asking usearch: its vectors may change.
+    ///
+    /// The graph copy is gathered on a thread of its own, and usearch answers searches
+    /// until it is in: reading every node's links through usearch is most of the time it
+    /// takes to open a large version (ADR-034 amendment), and a version must serve from
+    /// the moment it opens (a restart, a promotion).
     pub fn attach_rows(&mut self, path: &Path, keys: &[u64]) -> Result<()> {
         if !self.read_only {
             return Ok(());
@@ -267,9 +327,47 @@ impl HnswIndex {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         self.rows = Some(rows::shared(path, || RowStore::gather(self, keys, threads))?);
         if self.params.quantization == Quantization::F32 {
-            self.graph = GRAPH_COPIES.get_or_build(path, || GraphCopy::gather(self, keys, threads))?;
+            self.graph = Some(self.copy_in_background(path, keys, threads)?);
         }
         Ok(())
+    }
+
+    /// The slot the graph copy of the file at `path` lands in, shared with the other open
+    /// versions of that file; the first version to ask starts the thread that fills it.
+    fn copy_in_background(&self, path: &Path, keys: &[u64], threads: usize) -> Result<Arc<CopySlot>> {
+        let slot = GRAPH_COPIES.get_or_build(path, || Some(CopySlot::default()))?.expect("a new slot");
+        if slot.started.swap(true, Ordering::AcqRel) {
+            return Ok(slot);
+        }
+        let (nodes, keys, filled) = (self.nodes(), keys.to_vec(), Arc::clone(&slot));
+        let spawned = std::thread::Builder::new().name("graph-copy".into()).spawn(move || {
+            #[cfg(test)]
+            let _held = HOLD_GRAPH_COPIES.lock();
+            let _ = filled.copy.set(GraphCopy::gather(&nodes, &keys, threads));
+        });
+        if let Err(e) = spawned {
+            // No thread to copy with: this version stays on usearch, as it did before copies.
+            let _ = slot.copy.set(None);
+            return Err(LakehouseError::Internal(format!("starting the graph copy of {}: {e}", path.display())));
+        }
+        Ok(slot)
+    }
+
+    /// Block until this version's graph copy is gathered (at once when it has none coming).
+    pub fn wait_for_graph_copy(&self) {
+        if let Some(slot) = &self.graph {
+            slot.copy.wait();
+        }
+    }
+
+    /// The graph copy searches traverse, once it is in.
+    fn graph_copy(&self) -> Option<&GraphCopy> {
+        self.graph.as_ref()?.copy.get()?.as_ref()
+    }
+
+    /// Read access to the nodes, for gathering copies.
+    pub(crate) fn nodes(&self) -> GraphNodes {
+        GraphNodes { index: Arc::clone(&self.index) }
     }
 
     /// Vectors held in the contiguous copy (0 without one).
@@ -314,33 +412,24 @@ impl HnswIndex {
 
     /// Whether searches traverse our copy of the graph (`graph.rs`) instead of usearch.
     pub fn traverses_copy(&self) -> bool {
-        self.graph.is_some()
+        self.graph_copy().is_some()
     }
 
-    /// The top graph level of `key` (0 also when absent).
-    pub(crate) fn level_of(&self, key: u64) -> usize {
-        self.index.level_of_key(key)
-    }
-
-    /// The keys `key` links to at `level`.
-    pub(crate) fn links(&self, key: u64, level: usize) -> Vec<u64> {
-        let mut neighbours = self.index.neighbors(key, level);
-        let mut links = vec![0; neighbours.total()];
-        let read = neighbours.drain_into(&mut links);
-        links.truncate(read);
-        links
+    /// Whether a copy of the graph is still being gathered (usearch answers meanwhile).
+    pub fn copying_graph(&self) -> bool {
+        self.graph.as_ref().is_some_and(|slot| slot.copy.get().is_none())
     }
 
     /// Copy the stored vector of `key` into `out` (of length `dim`); false when absent.
     pub(crate) fn copy_vector(&self, key: u64, out: &mut [f32]) -> bool {
-        matches!(self.index.get(key, out), Ok(n) if n > 0)
+        copy_vector(&self.index, key, out)
     }
 
     /// Approximate top-`k` by graph traversal; `beam` widens the search beyond ef_search.
     /// Returns (key, cosine similarity), best first.
     pub fn search(&self, query: &[f32], k: usize, beam: usize) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
-        if let Some(graph) = &self.graph {
+        if let Some(graph) = self.graph_copy() {
             return Ok(graph.search(query, k, beam.max(self.params.ef_search), |_| true));
         }
         let _slot = self.slots.acquire();
@@ -351,7 +440,7 @@ impl HnswIndex {
     /// Approximate top-`k` among keys accepted by `allowed`, checked during traversal.
     pub fn filtered_search(&self, query: &[f32], k: usize, beam: usize, allowed: impl Fn(u64) -> bool) -> Result<Vec<(u64, f32)>> {
         self.check_query(query)?;
-        if let Some(graph) = &self.graph {
+        if let Some(graph) = self.graph_copy() {
             return Ok(graph.search(query, k, beam.max(self.params.ef_search), allowed));
         }
         let _slot = self.slots.acquire();
@@ -563,19 +652,36 @@ pub(crate) mod tests {
         let built = HnswIndex::build(dim, HnswParams::default(), &keys, &vectors, 2).unwrap();
         let path = dir.path().join("v.usearch");
         built.save(&path).unwrap();
+        let answers = |index: &HnswIndex| {
+            let mut all = Vec::new();
+            for q in (0..n).step_by(53) {
+                let query = &vectors[q * dim..(q + 1) * dim];
+                let hits = index.search(query, 5, 64).unwrap();
+                assert_eq!(hits[0].0, keys[q], "row {q} finds itself first");
+                let even = index.filtered_search(query, 5, 64, |key| key % 2 == 0).unwrap();
+                assert_eq!(even.len(), 5);
+                assert!(even.iter().all(|(key, _)| key % 2 == 0), "only allowed keys come back");
+                all.push((hits[0].0, even[0].0));
+            }
+            all
+        };
         let mut mapped = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
+        let held = HOLD_GRAPH_COPIES.lock().unwrap();
         mapped.attach_rows(&path, &keys).unwrap();
-        assert!(mapped.traverses_copy());
-        for q in (0..n).step_by(53) {
-            let query = &vectors[q * dim..(q + 1) * dim];
-            assert_eq!(mapped.search(query, 5, 64).unwrap()[0].0, keys[q], "row {q} finds itself first");
-            let even = mapped.filtered_search(query, 5, 64, |key| key % 2 == 0).unwrap();
-            assert_eq!(even.len(), 5);
-            assert!(even.iter().all(|(key, _)| key % 2 == 0), "only allowed keys come back");
-        }
+        // Open and serving before the copy is gathered: usearch answers meanwhile.
+        assert!(mapped.copying_graph() && !mapped.traverses_copy());
+        let meanwhile = answers(&mapped);
+        drop(held);
+        mapped.wait_for_graph_copy();
+        assert!(mapped.traverses_copy() && !mapped.copying_graph());
+        assert_eq!(answers(&mapped), meanwhile, "the copy answers as usearch did");
+        // Another version of the same file shares the copy already gathered.
+        let mut again = HnswIndex::open(&path, true, HnswParams::default()).unwrap();
+        again.attach_rows(&path, &keys).unwrap();
+        assert!(again.traverses_copy(), "no second gathering");
         let mut loaded = HnswIndex::open(&path, false, HnswParams::default()).unwrap();
         loaded.attach_rows(&path, &keys).unwrap();
-        assert!(!loaded.traverses_copy(), "an appendable graph keeps usearch: its links may change");
+        assert!(!loaded.traverses_copy() && !loaded.copying_graph(), "an appendable graph keeps usearch: its links may change");
     }
 
     #[test]
