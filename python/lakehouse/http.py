@@ -287,7 +287,8 @@ def freeze_startup_heap() -> None:
     a full pass every few thousand requests, and each one walked the whole startup heap with
     the GIL held: 40-56 ms of wall time under load in the gateway, every in-flight request
     stalled meanwhile (session 13, 20 clients on `/match`). Frozen objects are still freed by
-    reference counting; they are only never scanned for cycles, which they are not part of.
+    reference counting; only a cycle among them would never be collected, and they live as
+    long as the server anyway.
     """
     gc.collect()
     gc.freeze()

@@ -128,6 +128,17 @@ enum Packed {
     I16(Int16Weights),
 }
 
+impl Packed {
+    /// `out += x · Wᵀ` in this packing's arithmetic.
+    fn multiply_add(&self, x: &[f32], rows: usize, out: &mut [f32]) {
+        match self {
+            Self::Bf16(packed) => packed.multiply_add(x, rows, out),
+            Self::F16(packed) => packed.multiply_add(x, rows, out),
+            Self::I16(packed) => packed.multiply_add(x, rows, out),
+        }
+    }
+}
+
 struct Norm {
     gamma: Vec<f32>,
     beta: Vec<f32>,
@@ -197,20 +208,11 @@ impl Dense {
         for _ in 0..rows {
             out.extend_from_slice(&self.bias);
         }
-        match &self.packed {
-            Some(Packed::Bf16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
+        if let Some(packed) = &self.packed {
+            if rows <= FEW_ROWS || self.packed_batches {
                 packed.multiply_add(x, rows, &mut out);
                 return out;
             }
-            Some(Packed::F16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
-                packed.multiply_add(x, rows, &mut out);
-                return out;
-            }
-            Some(Packed::I16(packed)) if rows <= FEW_ROWS || self.packed_batches => {
-                packed.multiply_add(x, rows, &mut out);
-                return out;
-            }
-            _ => {}
         }
         if rows <= FEW_ROWS {
             few_rows_product(x, rows, &self.weight, self.input, self.output, &mut out);
